@@ -1,0 +1,21 @@
+"""The Celery app. Broker and results come from Django settings (CELERY_*), logs use Django's LOGGING."""
+
+import logging.config
+import os
+
+from celery import Celery
+from celery.signals import setup_logging
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
+
+app = Celery("switchboard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_django_logging(**_):
+    """Workers and beat log the same JSON lines as the web process, request id included."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)

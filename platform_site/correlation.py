@@ -1,0 +1,113 @@
+"""Correlation ids: one request id per request, carried into logs and into the Celery tasks it starts.
+
+The id comes from a well-formed `X-Request-ID` header or is generated, is returned in the response header,
+is added to every log record (with the user id once known) by `RequestContextFilter`, and travels to
+Celery tasks as a message header, where the worker restores it before the task runs.
+"""
+
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+
+from celery.signals import before_task_publish, task_postrun, task_prerun
+from rest_framework import authentication
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+user_id_var: ContextVar[int | None] = ContextVar("user_id", default=None)
+task_id_var: ContextVar[str | None] = ContextVar("task_id", default=None)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Accept a caller's id only if it is plain: anything else could forge or break log lines.
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger("switchboard.access")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id, user_id and task_id to every record so the JSON formatter emits them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.user_id = user_id_var.get()
+        record.task_id = task_id_var.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Outermost middleware: binds the request id for the whole request and writes one access-log line."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        supplied = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = supplied if VALID_REQUEST_ID.match(supplied) else new_request_id()
+        request.request_id = request_id
+        request_token = request_id_var.set(request_id)
+        user_token = user_id_var.set(None)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = request_id
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            return response
+        finally:
+            user_id_var.reset(user_token)
+            request_id_var.reset(request_token)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # Runs after AuthenticationMiddleware: the session user is known here (API keys bind theirs in
+        # their authentication class).
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            user_id_var.set(user.pk)
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """DRF's session authentication that also binds the user id for the logs."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is not None:
+            user_id_var.set(result[0].pk)
+        return result
+
+
+@before_task_publish.connect
+def _attach_request_id(headers=None, **_):
+    request_id = request_id_var.get()
+    if headers is not None and request_id and "request_id" not in headers:
+        headers["request_id"] = request_id
+
+
+@task_prerun.connect
+def _bind_task_context(task_id=None, task=None, **_):
+    request_id_var.set(getattr(task.request, "request_id", None))
+    task_id_var.set(task_id)
+
+
+@task_postrun.connect
+def _unbind_task_context(**_):
+    request_id_var.set(None)
+    task_id_var.set(None)

@@ -1,0 +1,57 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from platform_site import embedded
+
+DEMO_USERS = (
+    # username, is operator
+    ("operator", True),
+    ("demo", False),
+)
+
+
+def credentials_file():
+    return embedded.VAR_DIR / "demo-credentials.txt"
+
+
+class Command(BaseCommand):
+    help = "Create the demo operator and user once (development only) and print their credentials."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("demo data is never loaded in production")
+        User = get_user_model()
+        known = dict(self._read_credentials())
+        created = []
+        for username, is_operator in DEMO_USERS:
+            if User.objects.filter(username=username).exists():
+                continue
+            password = secrets.token_urlsafe(12)
+            User.objects.create_user(
+                username=username,
+                email=f"{username}@example.com",
+                password=password,
+                is_staff=is_operator,
+                is_superuser=is_operator,
+            )
+            known[username] = password
+            created.append(username)
+        if created:
+            self._write_credentials(known)
+        for username, password in known.items():
+            if User.objects.filter(username=username).exists():
+                self.stdout.write(f"  {username:<9} password: {password}")
+
+    def _read_credentials(self):
+        path = credentials_file()
+        if not path.exists():
+            return []
+        return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines() if " " in line]
+
+    def _write_credentials(self, known):
+        path = credentials_file()
+        path.write_text("".join(f"{username} {password}\n" for username, password in known.items()))
+        path.chmod(0o600)

@@ -1,0 +1,76 @@
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connection
+
+from platform_site import embedded
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the whole platform for development: embedded services, migrations, demo data, then web, "
+        "Celery worker and Celery beat from the Procfile. Ctrl-C stops all of it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, host, port, **options):
+        if settings.PRODUCTION:
+            raise CommandError("runplatform is for development; deploy with the Dockerfile and docker-compose.yml")
+        try:
+            try:
+                connection.ensure_connection()
+            except OperationalError as exc:
+                raise CommandError(f"cannot reach the database: {exc}".strip()) from None
+            self.stdout.write("Applying migrations...")
+            call_command("migrate", interactive=False, verbosity=0)
+            self.stdout.write("Demo accounts (development only; kept in var/demo-credentials.txt):")
+            call_command("demo_data")
+            self._run_procfile(host, port)
+        finally:
+            stopping = embedded.started_here()
+            if stopping:
+                self.stdout.write(f"Stopping embedded {', '.join(sorted(stopping))}...")
+            embedded.stop_started()
+
+    def _run_procfile(self, host, port):
+        bin_dir = Path(sys.executable).parent
+        child_env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOST": host,
+            "PYTHONUNBUFFERED": "1",
+            # Children use the services started here instead of starting their own.
+            "DATABASE_URL": os.environ.get("DATABASE_URL") or embedded.postgres_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        }
+        base = f"http://{host}:{port}"
+        self.stdout.write(
+            self.style.SUCCESS("Switchboard is starting:")
+            + f"\n  browser   {base}/\n  admin     {base}/admin/\n  API docs  {base}/api/docs/"
+            + f"\n  API       {base}/api/v1/\n  health    {base}/healthz  {base}/readyz\n"
+            + "Press Ctrl-C to stop everything."
+        )
+        honcho = subprocess.Popen(
+            [str(bin_dir / "honcho"), "start", "-f", str(settings.BASE_DIR / "Procfile"), "-p", str(port)],
+            cwd=settings.BASE_DIR,
+            env=child_env,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
+        try:
+            honcho.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to honcho too; give it time to stop web, worker and beat.
+            try:
+                honcho.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                honcho.kill()

@@ -1,0 +1,13 @@
+"""Test settings: the development settings kept off the development data, with fast password hashing."""
+
+import os
+
+from platform_site import embedded
+
+if "REDIS_URL" not in os.environ:
+    # Databases 2 (cache) and 3 (broker) of the embedded Redis; a running `make run` keeps 0 and 1.
+    os.environ["REDIS_URL"] = embedded.redis_url(db=2)
+
+from platform_site.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import permissions, routers
+
+from platform_site import health, views
+
+
+class APIRootView(routers.APIRootView):
+    """Lists the API's collections; public, like the schema."""
+
+    permission_classes = [permissions.AllowAny]
+
+
+class Router(routers.DefaultRouter):
+    APIRootView = APIRootView
+
+
+# Apps register their viewsets on this router (paths without a trailing slash: /api/v1/keys/{id}).
+api_router = Router(trailing_slash=False)
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
