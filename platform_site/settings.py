@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from platform_site import embedded
+from platform_site.json_logs import JSON_FORMATTER
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -254,6 +255,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
+DRF_STANDARDIZED_ERRORS = {"EXCEPTION_FORMATTER_CLASS": "platform_site.api_errors.ExceptionFormatter"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
     "DESCRIPTION": "The operating platform for LLM agents: identity, quotas, cache, memory, tasks, workflows.",
@@ -276,7 +278,10 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
     },
-    "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+        "platform_site.api_errors.add_request_id_to_error_schemas",
+    ],
 }
 
 # --- logging: JSON lines with the request id and user id (platform_site.correlation) -----------------
@@ -286,14 +291,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_context": {"()": "platform_site.correlation.RequestContextFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
-            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
-        },
-    },
+    "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

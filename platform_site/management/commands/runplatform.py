@@ -31,7 +31,7 @@ class Command(BaseCommand):
             except OperationalError as exc:
                 raise CommandError(f"cannot reach the database: {exc}".strip()) from None
             self.stdout.write("Applying migrations...")
-            call_command("migrate", interactive=False, verbosity=0)
+            call_command("migrate", interactive=False, verbosity=0, skip_checks=False)
             self.stdout.write("Demo accounts (development only; kept in var/demo-credentials.txt):")
             call_command("demo_data")
             self._run_procfile(host, port)

@@ -1,0 +1,31 @@
+"""The API's one error shape: drf-standardized-errors' body plus the request id.
+
+    {"type": "validation_error", "errors": [{"code": ..., "detail": ..., "attr": ...}], "request_id": "..."}
+
+The formatter adds `request_id` to every error body and the schema hook declares it on every error
+component, so the OpenAPI schema documents what clients receive.
+"""
+
+from drf_standardized_errors.formatter import ExceptionFormatter as StandardExceptionFormatter
+
+from platform_site.correlation import current_request_id
+
+
+class ExceptionFormatter(StandardExceptionFormatter):
+    def format_error_response(self, error_response):
+        body = super().format_error_response(error_response)
+        body["request_id"] = current_request_id()
+        return body
+
+
+def add_request_id_to_error_schemas(result, generator, request, public):
+    """drf-spectacular postprocessing hook: error components (type + errors) also carry request_id."""
+    for schema in result.get("components", {}).get("schemas", {}).values():
+        properties = schema.get("properties", {})
+        if {"type", "errors"} <= properties.keys() and "request_id" not in properties:
+            properties["request_id"] = {
+                "type": "string",
+                "description": "The request's correlation id, also in the X-Request-ID header.",
+            }
+            schema.setdefault("required", []).append("request_id")
+    return result
