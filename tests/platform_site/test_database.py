@@ -35,9 +35,12 @@ def test_the_heartbeat_is_registered_in_the_database_schedule():
 
 def test_a_server_without_pgvector_gets_one_clear_error_naming_what_to_install():
     try:
-        psycopg.connect(SERVER_WITHOUT_PGVECTOR, connect_timeout=2).close()
+        with psycopg.connect(SERVER_WITHOUT_PGVECTOR, connect_timeout=2) as conn:
+            has_pgvector = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
     except psycopg.OperationalError:
-        pytest.skip(f"no PostgreSQL without pgvector at {SERVER_WITHOUT_PGVECTOR} to try against")
+        pytest.skip(f"no PostgreSQL at {SERVER_WITHOUT_PGVECTOR} to try against")
+    if has_pgvector:
+        pytest.skip(f"the PostgreSQL at {SERVER_WITHOUT_PGVECTOR} has pgvector")
     env = {**os.environ, "DATABASE_URL": SERVER_WITHOUT_PGVECTOR}
 
     result = subprocess.run(
