@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -192,10 +192,8 @@ def _stop_redis() -> None:
 
     if not _redis_alive():
         return
-    try:
+    with suppress(redis.ConnectionError):  # the server closes the connection as it exits
         _redis_client(timeout=30).shutdown(save=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it exits
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------

@@ -66,8 +66,7 @@ def celery_broker_from_redis(url: str) -> str:
     """Kombu spells a unix-socket Redis as redis+socket:// with the db as virtual_host."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        db = parse_qs(parts.query).get("db", ["0"])[0]
-        return f"redis+socket://{parts.path}?virtual_host={db}"
+        return f"redis+socket://{parts.path}?virtual_host={redis_db_of(url)}"
     return url
 
 

@@ -25,9 +25,11 @@ class Command(BaseCommand):
             raise CommandError("demo data is never loaded in production")
         User = get_user_model()
         known = dict(self._read_credentials())
+        demo_names = [name for name, _ in DEMO_USERS]
+        existing = set(User.objects.filter(username__in=demo_names).values_list("username", flat=True))
         created = []
         for username, is_operator in DEMO_USERS:
-            if User.objects.filter(username=username).exists():
+            if username in existing:
                 continue
             password = secrets.token_urlsafe(12)
             User.objects.create_user(
@@ -38,11 +40,12 @@ class Command(BaseCommand):
                 is_superuser=is_operator,
             )
             known[username] = password
+            existing.add(username)
             created.append(username)
         if created:
             self._write_credentials(known)
         for username, password in known.items():
-            if User.objects.filter(username=username).exists():
+            if username in existing:
                 self.stdout.write(f"  {username:<9} password: {password}")
 
     def _read_credentials(self):
