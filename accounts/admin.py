@@ -1,6 +1,72 @@
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import User
+from accounts.models import ApiKey, Preferences, SecurityEvent, User
+from accounts.services import apikey_revoke
 
-admin.site.register(User, UserAdmin)
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record of what happened: browsed and filtered, never edited."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ["username", "email", "role", "is_active", "is_staff", "date_joined", "last_login"]
+    list_filter = ["groups", "is_active", "is_staff", "is_superuser"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="role")
+    def role(self, user):
+        return user.role or "—"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "status", "created_at", "expires_at", "last_used_at", "last_used_ip"]
+    list_filter = ["revoke_reason", ("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["key_id", "name", "user__username"]
+    readonly_fields = [
+        "prefix", "user", "name", "scopes", "created_at", "created_by", "rotated_at", "previous_valid_until",
+        "expires_at", "revoked_at", "revoke_reason", "last_used_at", "last_used_ip",
+    ]
+    fields = readonly_fields
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created by their owners, who see the secret once
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the record stays for the audit trail
+
+    @admin.action(description="Revoke the selected keys now", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            apikey_revoke(key=key, actor=request.user, request=request)
+        messages.success(request, "Revoked.")
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(admin.ModelAdmin):
+    list_display = ["user", "memory_enabled", "memory_retention_days", "timezone", "updated_at"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "user", "actor", "api_key", "ip_address", "request_id"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["user__username", "actor__username", "ip_address", "request_id", "api_key__key_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user", "actor", "api_key"]

@@ -1,6 +1,28 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts"
+
+    # Everyone manages their own keys and preferences; operators see every user, key and security event.
+    role_permissions = {
+        "viewer": [
+            "accounts.view_apikey",
+            "accounts.add_apikey",
+            "accounts.change_apikey",
+            "accounts.view_preferences",
+            "accounts.change_preferences",
+        ],
+        "operator": [
+            "accounts.view_user",
+            "accounts.view_securityevent",
+            "accounts.manage_all_keys",
+        ],
+    }
+
+    def ready(self):
+        from accounts import audit, roles, schema, signals  # noqa: F401  (audit registry, schema, login events)
+
+        post_migrate.connect(roles.on_post_migrate, sender=self, dispatch_uid="accounts.roles_sync")

@@ -7,6 +7,7 @@ component, so the OpenAPI schema documents what clients receive.
 """
 
 from drf_standardized_errors.formatter import ExceptionFormatter as StandardExceptionFormatter
+from rest_framework.exceptions import APIException
 
 from platform_site.correlation import current_request_id
 
@@ -29,3 +30,11 @@ def add_request_id_to_error_schemas(result, generator, request, public):
             }
             schema.setdefault("required", []).append("request_id")
     return result
+
+
+class DependencyUnavailable(APIException):
+    """A service the request needs (database, Redis, a provider) is down: 503, with the detail logged."""
+
+    status_code = 503
+    default_detail = "A service this request needs is unavailable; try again shortly."
+    default_code = "service_unavailable"

@@ -7,5 +7,24 @@ class PlatformSiteConfig(AppConfig):
     name = "platform_site"
     verbose_name = "Platform"
 
+    # Operators read the audit trail and login records and run the schedules (accounts.roles).
+    role_permissions = {
+        "operator": [
+            "auditlog.view_logentry",
+            "axes.view_accessattempt",
+            "axes.delete_accessattempt",
+            "axes.view_accessfailurelog",
+            "axes.view_accesslog",
+            "django_celery_results.view_taskresult",
+            "django_celery_beat.view_periodictask",
+            "django_celery_beat.add_periodictask",
+            "django_celery_beat.change_periodictask",
+            "django_celery_beat.view_intervalschedule",
+            "django_celery_beat.add_intervalschedule",
+            "django_celery_beat.view_crontabschedule",
+            "django_celery_beat.add_crontabschedule",
+        ],
+    }
+
     def ready(self):
         from platform_site import checks, correlation  # noqa: F401  (registers checks, Celery signal handlers)

@@ -6,6 +6,7 @@ tests only) the embedded PostgreSQL and Redis of `platform_site.embedded` are st
 The README lists every variable.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
@@ -95,6 +96,10 @@ INSTALLED_APPS = [
     "drf_standardized_errors",
     "django_celery_results",
     "django_celery_beat",
+    "django_filters",
+    "guardian",
+    "auditlog",
+    "axes",
     "platform_site",
     "accounts",
     "quotas",
@@ -114,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.middleware.AuditContextMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "platform_site.urls"
@@ -197,9 +204,48 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out accounts and addresses
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+
+# Accounts: registration, roles, API keys.
+REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+DEFAULT_ROLE = env.str("DEFAULT_ROLE", default="member")
+if DEFAULT_ROLE not in {"admin", "operator", "member", "viewer"}:
+    raise ImproperlyConfigured(f"DEFAULT_ROLE must be admin, operator, member or viewer, not {DEFAULT_ROLE!r}")
+API_KEY_ROTATION_GRACE_HOURS = env.float("API_KEY_ROTATION_GRACE_HOURS", default=24)
+API_KEY_EXPIRY_CHECK_MINUTES = env.int("API_KEY_EXPIRY_CHECK_MINUTES", default=15)
+# How many reverse proxies in front of the app append to X-Forwarded-For; 0 means REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
+
+# Failed logins: each is recorded (django-axes); LOGIN_FAILURE_LIMIT failures from one account or one
+# address lock it out for LOGIN_LOCKOUT_MINUTES; before that, attempts are slowed to LOGIN_RATE per address
+# and per account (django-ratelimit).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+LOGIN_RATE = env.str("LOGIN_RATE", default="5/m")
+
+# Object permissions: no anonymous user row; global (role) permissions never widen object access.
+ANONYMOUS_USER_NAME = None
+GUARDIAN_RAISE_403 = False
+
+# Audit trail: request id as the correlation id, addresses from the trusted-proxy rule.
+AUDITLOG_CID_GETTER = "platform_site.correlation.current_request_id"
+AUDITLOG_STORE_JSON_CHANGES = True
 
 # --- security -----------------------------------------------------------------------------------------
 
@@ -241,13 +287,18 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
+FORMS_URLFIELD_ASSUME_HTTPS = True  # the Django 6 default, opted into now
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="switchboard@localhost")
 
 # --- API ----------------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["platform_site.correlation.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "platform_site.correlation.SessionAuthentication",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",

@@ -11,3 +11,8 @@ if "REDIS_URL" not in os.environ:
 from platform_site.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A test-only app with a shareable model (tests/sharing), standing for agents, workflows and memories.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.sharing"]  # noqa: F405
+# Login slowing is tested on its own; elsewhere it must not get in the way of many logins.
+LOGIN_RATE = "1000/m"

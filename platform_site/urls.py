@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import permissions, routers
 
+import accounts.urls
 from platform_site import health, views
 
 
@@ -18,6 +19,8 @@ class Router(routers.DefaultRouter):
 
 # Apps register their viewsets on this router (paths without a trailing slash: /api/v1/keys/{id}).
 api_router = Router(trailing_slash=False)
+for prefix, viewset, basename in accounts.urls.api_routes:
+    api_router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -25,6 +28,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(accounts.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -32,3 +32,62 @@ def celery_worker(django_db_setup, tmp_path_factory):
     worker.wait_for_log("ready.")
     yield worker
     worker.stop()
+
+
+# --- the cast: alice (owner), bob (shared with), charlie (no access), plus an operator and an admin -------
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_user(username: str, role: str = "member"):
+    """A user made the way the platform makes them: registered, then given a role."""
+    from accounts.services import user_register, user_set_role
+
+    user = user_register(username=username, email=f"{username}@example.com", password=PASSWORD)
+    if role != user.role:
+        user_set_role(user=user, role=role, actor=None)
+    return user
+
+
+def make_key(user, scopes=("account:read", "keys:manage"), **kwargs) -> str:
+    from accounts.services import apikey_create
+
+    _, full_key = apikey_create(user=user, name=kwargs.pop("name", "test key"), scopes=list(scopes), actor=user, **kwargs)
+    return full_key
+
+
+def api_client(user=None, key: str | None = None):
+    """A DRF client: signed in as `user` (session) or sending `key` as a Bearer token."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        client.force_login(user)
+    if key is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return make_user("charlie")
+
+
+@pytest.fixture
+def operator(db):
+    return make_user("olga", role="operator")
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("ada", role="admin")

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.services import user_set_role
 from platform_site import embedded
 
 DEMO_USERS = (
@@ -11,6 +12,7 @@ DEMO_USERS = (
     ("operator", True),
     ("demo", False),
 )
+ROLE_OF = {True: "admin", False: "member"}
 
 
 def credentials_file():
@@ -32,13 +34,14 @@ class Command(BaseCommand):
             if username in existing:
                 continue
             password = secrets.token_urlsafe(12)
-            User.objects.create_user(
+            user = User.objects.create_user(
                 username=username,
                 email=f"{username}@example.com",
                 password=password,
                 is_staff=is_operator,
                 is_superuser=is_operator,
             )
+            user_set_role(user=user, role=ROLE_OF[is_operator], actor=None)
             known[username] = password
             existing.add(username)
             created.append(username)

@@ -1,0 +1,60 @@
+"""`Authorization: Bearer sb_...` for the API.
+
+Every failure (unknown, revoked, expired, rotated out, malformed, inactive owner) gets the same 401; the
+reason goes to a security event. The key row is read on every request, so a revocation holds at once in
+every process.
+"""
+
+import re
+
+from auditlog.context import auditlog_value
+from rest_framework import authentication, exceptions
+
+from accounts.models import KEY_PREFIX, SecurityEvent
+from accounts.services import ApiKeyRejected, apikey_authenticate, security_event_record
+from platform_site.correlation import user_id_var
+
+INVALID_CREDENTIALS = "Invalid or missing credentials."
+QUERY_KEY_NAMES = {"api_key", "apikey", "access_token", "token"}
+LOOKS_LIKE_KEY = re.compile(rf"{KEY_PREFIX}[a-z2-7]{{12}}_")
+
+
+def refuse_keys_in_query_string(request) -> None:
+    """Keys in URLs end up in proxy logs and browser history: refuse them outright."""
+    for name, values in request.query_params.lists():
+        if name.lower() in QUERY_KEY_NAMES or any(LOOKS_LIKE_KEY.search(value) for value in values):
+            security_event_record(kind=SecurityEvent.Kind.KEY_REJECTED, request=request, reason="query_string")
+            raise exceptions.ParseError(
+                "API keys are refused in the query string; send them as 'Authorization: Bearer <key>'."
+            )
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        refuse_keys_in_query_string(request)
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword:
+            return None
+        try:
+            if len(header) != 2:
+                raise ApiKeyRejected("malformed")
+            key = apikey_authenticate(raw_key=header[1].decode("ascii", errors="replace"), request=request)
+        except ApiKeyRejected as rejected:
+            security_event_record(
+                kind=SecurityEvent.Kind.KEY_REJECTED,
+                request=request,
+                user=rejected.key.user if rejected.key else None,
+                api_key=rejected.key,
+                reason=rejected.reason,
+            )
+            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
+        user_id_var.set(key.user.pk)
+        audit_context = auditlog_value.get(None)
+        if audit_context is not None:
+            audit_context["actor"] = key.user
+        return key.user, key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="switchboard"'

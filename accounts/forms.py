@@ -1,0 +1,36 @@
+from django import forms
+
+from accounts.models import SCOPES, Preferences, User
+
+DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:write", "workflows:run", "tasks:read"]
+
+
+class SignupForm(forms.Form):
+    username = forms.RegexField(regex=r"^[\w.@+-]+\Z", max_length=150, help_text="Letters, digits and @ . + - _ only.")
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=256)
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["first_name", "last_name", "email"]
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope} — {text}") for scope, text in SCOPES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        initial=DEFAULT_KEY_SCOPES,
+    )
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, help_text="Leave empty for a key that does not expire."
+    )
+
+
+class PreferencesForm(forms.ModelForm):
+    class Meta:
+        model = Preferences
+        fields = ["default_agent", "default_model", "memory_enabled", "memory_retention_days", "timezone",
+                  "notification_webhook"]

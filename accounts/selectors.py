@@ -1,0 +1,103 @@
+"""Reads of accounts, each scoped to who is asking. Missing and forbidden look the same: Http404."""
+
+from django.contrib.auth.models import Group
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from guardian.shortcuts import get_objects_for_user, get_users_with_perms
+
+from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, User
+
+
+def user_may_manage_all_keys(user: User) -> bool:
+    return user.has_perm("accounts.manage_all_keys")
+
+
+# --- API keys ------------------------------------------------------------------------------------------
+
+
+def apikey_list(*, user: User, owner_id: int | None = None) -> QuerySet[ApiKey]:
+    """The caller's keys; operators may ask for another owner's."""
+    if owner_id is not None and owner_id != user.pk and not user_may_manage_all_keys(user):
+        return ApiKey.objects.none()
+    return ApiKey.objects.filter(user_id=owner_id or user.pk).select_related("user")
+
+
+def apikey_get(*, user: User, pk) -> ApiKey:
+    keys = ApiKey.objects.select_related("user")
+    if not user_may_manage_all_keys(user):
+        keys = keys.filter(user=user)
+    key = keys.filter(pk=pk).first()
+    if key is None:
+        raise Http404("No such API key.")
+    return key
+
+
+# --- preferences and events ----------------------------------------------------------------------------
+
+
+def preferences_get(*, user: User) -> Preferences:
+    """The user's preferences, or the defaults (unsaved) if they never saved any."""
+    return Preferences.objects.filter(user=user).first() or Preferences(user=user)
+
+
+def security_event_list(*, user: User) -> QuerySet[SecurityEvent]:
+    """The events a user sees about themself: logins, keys, password and role changes."""
+    return SecurityEvent.objects.filter(user=user, kind__in=SecurityEvent.OWN_KINDS).select_related("actor", "api_key")
+
+
+# --- users and roles (admins) --------------------------------------------------------------------------
+
+
+def user_list() -> QuerySet[User]:
+    return User.objects.prefetch_related("groups").order_by("username")
+
+
+def user_get(*, pk) -> User:
+    user = user_list().filter(pk=pk).first()
+    if user is None:
+        raise Http404("No such user.")
+    return user
+
+
+def role_list() -> QuerySet[Group]:
+    groups = Group.objects.filter(name__in=ROLES).prefetch_related("permissions__content_type")
+    return sorted(groups, key=lambda group: ROLES.index(group.name))
+
+
+# --- owned or shared objects ---------------------------------------------------------------------------
+# The one gate for user-owned objects of every app: `owned_or_shared(user=..., queryset=Agent.objects.all())`.
+# Role (global) permissions never widen it: a viewer holding `view_agent` still sees only their own
+# agents and those shared with them.
+
+
+def owned_or_shared(*, user: User, queryset: QuerySet, level: str = "view") -> QuerySet:
+    model = queryset.model
+    perm = f"{model._meta.app_label}.{level}_{model._meta.model_name}"
+    shared = get_objects_for_user(user, perm, klass=model, with_superuser=False, accept_global_perms=False)
+    return queryset.filter(Q(owner=user) | Q(pk__in=shared.values("pk")))
+
+
+def owned_or_shared_get(*, user: User, queryset: QuerySet, pk, level: str = "view"):
+    obj = owned_or_shared(user=user, queryset=queryset, level=level).filter(pk=pk).first()
+    if obj is None:
+        raise Http404(f"No such {queryset.model._meta.verbose_name}.")
+    return obj
+
+
+def owned_get(*, user: User, queryset: QuerySet, pk):
+    """Only the owner may change, delete or share an object; to anyone else it does not exist."""
+    obj = queryset.filter(owner=user, pk=pk).first()
+    if obj is None:
+        raise Http404(f"No such {queryset.model._meta.verbose_name}.")
+    return obj
+
+
+def object_shares(*, obj) -> list[tuple[User, str]]:
+    """Who the object is shared with, and at which level."""
+    model = obj._meta.model_name
+    shares = []
+    for user, perms in get_users_with_perms(obj, attach_perms=True, with_group_users=False).items():
+        if user.pk == obj.owner_id:
+            continue
+        shares.append((user, "use" if f"use_{model}" in perms else "view"))
+    return sorted(shares, key=lambda share: share[0].username)

@@ -1,0 +1,380 @@
+"""Writes and rules of accounts: users and roles, API keys, preferences, sharing, security events."""
+
+import hmac
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from accounts.models import (
+    ROLES,
+    SCOPES,
+    ApiKey,
+    Preferences,
+    SecurityEvent,
+    User,
+    hash_key_secret,
+    new_key_id,
+    new_key_secret,
+    parse_key,
+)
+from accounts.roles import STAFF_ROLES
+from accounts.security import client_ip, user_agent
+from platform_site.correlation import current_request_id
+
+logger = logging.getLogger("switchboard.security")
+
+# Last-used time and address are written at most this often per key, so the hot path stays read-only.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class Conflict(Exception):
+    """The request is valid but clashes with the current state (answered 409)."""
+
+
+# --- security events -----------------------------------------------------------------------------------
+
+
+def security_event_record(*, kind, request=None, actor=None, user=None, api_key=None, **detail) -> SecurityEvent:
+    """Record a security event with the address, user agent and request id of the request, if any."""
+    actor = actor if actor is not None and actor.is_authenticated else None
+    event = SecurityEvent.objects.create(
+        kind=kind,
+        actor=actor,
+        user=user,
+        api_key=api_key,
+        ip_address=client_ip(request) if request is not None else None,
+        user_agent=user_agent(request) if request is not None else "",
+        request_id=current_request_id() or "",
+        detail=detail,
+    )
+    logger.info(
+        "security event %s",
+        kind,
+        extra={"event": str(kind), "subject_user_id": user.pk if user else None, "key": api_key.prefix if api_key else None},
+    )
+    return event
+
+
+# --- users and roles -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_register(*, username: str, email: str, password: str, request=None) -> User:
+    """A new account with the default role and default preferences. Raises ValidationError on bad input."""
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": "A user with that username already exists."})
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "An account with that email address already exists."})
+    user = User(username=username, email=email)
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        raise ValidationError({"password": error.messages}) from error
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    _set_role_groups(user, settings.DEFAULT_ROLE)
+    Preferences.objects.create(user=user)
+    security_event_record(kind=SecurityEvent.Kind.SIGNUP, request=request, actor=user, user=user)
+    return user
+
+
+def _set_role_groups(user: User, role: str) -> None:
+    user.groups.remove(*Group.objects.filter(name__in=ROLES).exclude(name=role))
+    user.groups.add(Group.objects.get(name=role))
+    is_staff = role in STAFF_ROLES
+    if user.is_staff != is_staff:
+        user.is_staff = is_staff
+        user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic
+def user_set_role(*, user: User, role: str, actor: User, request=None) -> User:
+    """Give the user exactly one role. The last active admin cannot lose theirs."""
+    if role not in ROLES:
+        raise ValidationError({"role": f"Unknown role {role!r}; choose one of {', '.join(ROLES)}."})
+    previous = user.role
+    if previous == "admin" and role != "admin" and not user.is_superuser:
+        _ensure_another_admin(user)
+    _set_role_groups(user, role)
+    if previous == role:
+        return user
+    security_event_record(
+        kind=SecurityEvent.Kind.ROLE_CHANGED, request=request, actor=actor, user=user, previous=previous, role=role
+    )
+    return user
+
+
+def _ensure_another_admin(user: User) -> None:
+    """Raise Conflict if `user` is the last active admin. Locks the admins' rows so two demotions cannot race."""
+    admins = User.objects.select_for_update(of=("self",)).filter(is_active=True).filter(
+        Q(groups__name="admin") | Q(is_superuser=True)
+    )
+    if not [pk for pk in admins.values_list("pk", flat=True) if pk != user.pk]:
+        raise Conflict("This is the last active admin; make another admin first.")
+
+
+def user_update_profile(*, user: User, **fields) -> User:
+    allowed = {"first_name", "last_name", "email"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not profile fields: {sorted(unknown)}")
+    email = fields.get("email")
+    if email and User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise ValidationError({"email": "An account with that email address already exists."})
+    for name, value in fields.items():
+        setattr(user, name, value)
+    user.full_clean(exclude=["password"])
+    user.save(update_fields=list(fields))
+    return user
+
+
+@transaction.atomic
+def user_set_active(*, user: User, is_active: bool, actor: User, request=None) -> User:
+    """Deactivating a user also stops their API keys and sessions from authenticating (checked per request)."""
+    if not is_active and user.role == "admin":
+        _ensure_another_admin(user)
+    if user.is_active != is_active:
+        user.is_active = is_active
+        user.save(update_fields=["is_active"])
+    return user
+
+
+def user_change_password(*, user: User, old_password: str, new_password: str, request=None) -> User:
+    if not user.check_password(old_password):
+        raise ValidationError({"old_password": "Your old password was entered incorrectly."})
+    try:
+        password_validation.validate_password(new_password, user)
+    except ValidationError as error:
+        raise ValidationError({"new_password": error.messages}) from error
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    security_event_record(kind=SecurityEvent.Kind.PASSWORD_CHANGED, request=request, actor=user, user=user)
+    return user
+
+
+# --- API keys ------------------------------------------------------------------------------------------
+
+
+class ApiKeyRejected(Exception):
+    """Authentication with a key failed; `reason` goes to the security event, never to the caller."""
+
+    def __init__(self, reason: str, key: ApiKey | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.key = key
+
+
+def _validate_scopes(scopes) -> list[str]:
+    unknown = sorted(set(scopes) - SCOPES.keys())
+    if unknown:
+        raise ValidationError({"scopes": f"Unknown scopes: {', '.join(unknown)}."})
+    if not scopes:
+        raise ValidationError({"scopes": "Give the key at least one scope."})
+    return sorted(set(scopes))
+
+
+@transaction.atomic
+def apikey_create(
+    *, user: User, name: str, scopes, expires_at: datetime | None = None, actor: User, request=None
+) -> tuple[ApiKey, str]:
+    """A new key and its full text, which is shown once and never stored."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    secret = new_key_secret()
+    key = ApiKey.objects.create(
+        key_id=new_key_id(),
+        user=user,
+        name=name,
+        scopes=_validate_scopes(scopes),
+        secret_hash=hash_key_secret(secret),
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    security_event_record(
+        kind=SecurityEvent.Kind.KEY_CREATED, request=request, actor=actor, user=user, api_key=key, scopes=key.scopes
+    )
+    return key, key.full_key(secret)
+
+
+@transaction.atomic
+def apikey_rotate(*, key: ApiKey, actor: User | None, grace: timedelta | None = None, request=None) -> tuple[ApiKey, str]:
+    """A new secret for the key; the current one keeps working for `grace` (API_KEY_ROTATION_GRACE_HOURS).
+
+    Rotating again within the grace period ends the older secret at once: only one previous secret lives.
+    """
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != "active":
+        raise Conflict(f"This key is {key.status}; only an active key can be rotated.")
+    if grace is None:
+        grace = timedelta(hours=settings.API_KEY_ROTATION_GRACE_HOURS)
+    now = timezone.now()
+    secret = new_key_secret()
+    key.previous_secret_hash = key.secret_hash if grace > timedelta(0) else ""
+    key.previous_valid_until = now + grace if grace > timedelta(0) else None
+    key.secret_hash = hash_key_secret(secret)
+    key.rotated_at = now
+    key.save(update_fields=["secret_hash", "previous_secret_hash", "previous_valid_until", "rotated_at"])
+    security_event_record(
+        kind=SecurityEvent.Kind.KEY_ROTATED,
+        request=request,
+        actor=actor,
+        user=key.user,
+        api_key=key,
+        previous_valid_until=key.previous_valid_until.isoformat() if key.previous_valid_until else None,
+    )
+    return key, key.full_key(secret)
+
+
+@transaction.atomic
+def apikey_revoke(*, key: ApiKey, actor: User | None, request=None, reason=ApiKey.RevokeReason.REVOKED) -> ApiKey:
+    """Stops the key at once, in every process: authentication reads the row on each request."""
+    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoke_reason=reason, previous_secret_hash="", previous_valid_until=None
+    )
+    key.refresh_from_db()
+    if updated:
+        kind = SecurityEvent.Kind.KEY_EXPIRED if reason == ApiKey.RevokeReason.EXPIRED else SecurityEvent.Kind.KEY_REVOKED
+        security_event_record(kind=kind, request=request, actor=actor, user=key.user, api_key=key)
+    return key
+
+
+def apikey_set_expiry(*, key: ApiKey, expires_at: datetime, actor: User | None) -> ApiKey:
+    key.expires_at = expires_at
+    key.save(update_fields=["expires_at"])
+    return key
+
+
+def apikeys_expire_due(*, now: datetime | None = None) -> int:
+    """Mark keys past their expiry as expired (they already fail to authenticate) and drop ended grace secrets."""
+    now = now or timezone.now()
+    ApiKey.objects.filter(previous_valid_until__lte=now).update(previous_secret_hash="", previous_valid_until=None)
+    expired = 0
+    for key in ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=now).select_related("user"):
+        apikey_revoke(key=key, actor=None, reason=ApiKey.RevokeReason.EXPIRED)
+        expired += 1
+    return expired
+
+
+def apikey_authenticate(*, raw_key: str, request) -> ApiKey:
+    """The active key matching `raw_key`, with its user loaded; raises ApiKeyRejected with the reason."""
+    parsed = parse_key(raw_key)
+    if parsed is None:
+        raise ApiKeyRejected("malformed")
+    key_id, secret = parsed
+    key = ApiKey.objects.select_related("user").filter(key_id=key_id).first()
+    if key is None:
+        raise ApiKeyRejected("unknown")
+    now = timezone.now()
+    presented = hash_key_secret(secret)
+    if hmac.compare_digest(presented, key.secret_hash):
+        used_secret = "current"
+    elif (
+        key.previous_secret_hash
+        and key.previous_valid_until
+        and hmac.compare_digest(presented, key.previous_secret_hash)
+    ):
+        if key.previous_valid_until <= now:
+            raise ApiKeyRejected("rotated_out", key)
+        used_secret = "previous"
+    else:
+        raise ApiKeyRejected("wrong_secret", key)
+    if key.revoked_at is not None:
+        raise ApiKeyRejected(key.revoke_reason or "revoked", key)
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiKeyRejected("expired", key)
+    if not key.user.is_active:
+        raise ApiKeyRejected("user_inactive", key)
+    _touch_last_used(key, client_ip(request), now)
+    key.used_secret = used_secret
+    return key
+
+
+def _touch_last_used(key: ApiKey, address: str | None, now: datetime) -> None:
+    if key.last_used_at and now - key.last_used_at < LAST_USED_RESOLUTION and key.last_used_ip == address:
+        return
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=address)
+    key.last_used_at, key.last_used_ip = now, address
+
+
+# --- preferences ---------------------------------------------------------------------------------------
+
+PREFERENCE_FIELDS = (
+    "default_agent",
+    "default_model",
+    "memory_enabled",
+    "memory_retention_days",
+    "timezone",
+    "notification_webhook",
+)
+
+
+@transaction.atomic
+def preferences_update(*, user: User, **fields) -> Preferences:
+    unknown = set(fields) - set(PREFERENCE_FIELDS)
+    if unknown:
+        raise ValueError(f"not preference fields: {sorted(unknown)}")
+    preferences, _ = Preferences.objects.select_for_update().get_or_create(user=user)
+    for name, value in fields.items():
+        setattr(preferences, name, value)
+    preferences.full_clean()
+    preferences.save()
+    return preferences
+
+
+# --- sharing objects (django-guardian) -----------------------------------------------------------------
+# A shareable model has an `owner` foreign key and a `use_<model>` permission in Meta.permissions.
+# `view` lets the other user read the object; `use` also lets them use it (invoke, run, search).
+
+SHARE_LEVELS = ("view", "use")
+
+
+def _share_permissions(obj, level: str) -> list[str]:
+    model = obj._meta.model_name
+    return [f"view_{model}"] if level == "view" else [f"view_{model}", f"use_{model}"]
+
+
+@transaction.atomic
+def object_share(*, obj, owner: User, user: User, level: str, request=None) -> None:
+    """Share the owner's object with `user` at `level`, replacing any earlier level."""
+    if level not in SHARE_LEVELS:
+        raise ValidationError({"level": f"Share with level 'view' or 'use', not {level!r}."})
+    if obj.owner_id != owner.pk:
+        raise PermissionError("only the owner shares an object")
+    if user.pk == owner.pk:
+        raise ValidationError({"user": "You already own this object."})
+    for perm in _share_permissions(obj, "use"):
+        remove_perm(perm, user, obj)
+    for perm in _share_permissions(obj, level):
+        assign_perm(perm, user, obj)
+    security_event_record(
+        kind=SecurityEvent.Kind.PERMISSION_GRANTED,
+        request=request,
+        actor=owner,
+        user=user,
+        object=f"{obj._meta.label_lower}:{obj.pk}",
+        level=level,
+    )
+
+
+@transaction.atomic
+def object_unshare(*, obj, owner: User, user: User, request=None) -> None:
+    if obj.owner_id != owner.pk:
+        raise PermissionError("only the owner unshares an object")
+    for perm in _share_permissions(obj, "use"):
+        remove_perm(perm, user, obj)
+    security_event_record(
+        kind=SecurityEvent.Kind.PERMISSION_REVOKED,
+        request=request,
+        actor=owner,
+        user=user,
+        object=f"{obj._meta.label_lower}:{obj.pk}",
+    )
