@@ -30,6 +30,8 @@ class ApiKeyCreateForm(forms.Form):
 
 
 class PreferencesForm(forms.ModelForm):
+    notification_webhook = forms.URLField(assume_scheme="https", required=False, max_length=500)
+
     class Meta:
         model = Preferences
         fields = ["default_agent", "default_model", "memory_enabled", "memory_retention_days", "timezone",

@@ -6,7 +6,7 @@ import zoneinfo
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -158,7 +158,9 @@ class Preferences(models.Model):
         help_text="Memories older than this are pruned; empty keeps them.",
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    notification_webhook = models.URLField(max_length=500, blank=True, default="")
+    notification_webhook = models.URLField(
+        max_length=500, blank=True, default="", validators=[URLValidator(schemes=["http", "https"])]
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -237,11 +237,12 @@ def apikey_rotate(*, key: ApiKey, actor: User | None, grace: timedelta | None = 
 @transaction.atomic
 def apikey_revoke(*, key: ApiKey, actor: User | None, request=None, reason=ApiKey.RevokeReason.REVOKED) -> ApiKey:
     """Stops the key at once, in every process: authentication reads the row on each request."""
-    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoke_reason=reason, previous_secret_hash="", previous_valid_until=None
-    )
-    key.refresh_from_db()
-    if updated:
+    key = ApiKey.objects.select_for_update().select_related("user").get(pk=key.pk)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.revoke_reason = reason
+        key.previous_secret_hash, key.previous_valid_until = "", None
+        key.save(update_fields=["revoked_at", "revoke_reason", "previous_secret_hash", "previous_valid_until"])
         kind = SecurityEvent.Kind.KEY_EXPIRED if reason == ApiKey.RevokeReason.EXPIRED else SecurityEvent.Kind.KEY_REVOKED
         security_event_record(kind=kind, request=request, actor=actor, user=key.user, api_key=key)
     return key

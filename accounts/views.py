@@ -56,6 +56,16 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         return response
 
 
+def locked_out(request, original_response, credentials):
+    """django-axes' answer to a locked-out login: the API's own 429 body for the API, a page for people."""
+    if request.path.startswith("/api/") and original_response is not None:
+        return original_response
+    retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    response = render(request, "registration/locked_out.html", {"minutes": retry_after // 60}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 def signup(request):
     if not settings.REGISTRATION_OPEN:
         return render(request, "accounts/signup.html", {"closed": True}, status=403)

@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                 ('memory_enabled', models.BooleanField(default=True, help_text='Whether memories may be stored at all.')),
                 ('memory_retention_days', models.PositiveIntegerField(blank=True, help_text='Memories older than this are pruned; empty keeps them.', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3650)])),
                 ('timezone', models.CharField(default='UTC', max_length=64, validators=[accounts.models.validate_timezone])),
-                ('notification_webhook', models.URLField(blank=True, default='', max_length=500)),
+                ('notification_webhook', models.URLField(blank=True, default='', max_length=500, validators=[django.core.validators.URLValidator(schemes=['http', 'https'])])),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='preferences', to=settings.AUTH_USER_MODEL)),
             ],
