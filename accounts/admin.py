@@ -37,8 +37,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["revoke_reason", ("revoked_at", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["key_id", "name", "user__username"]
     readonly_fields = [
-        "prefix", "user", "name", "scopes", "created_at", "created_by", "rotated_at", "previous_valid_until",
-        "expires_at", "revoked_at", "revoke_reason", "last_used_at", "last_used_ip",
+        "prefix",
+        "user",
+        "name",
+        "scopes",
+        "created_at",
+        "created_by",
+        "rotated_at",
+        "previous_valid_until",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+        "last_used_at",
+        "last_used_ip",
     ]
     fields = readonly_fields
     actions = ["revoke_keys"]

@@ -151,7 +151,11 @@ class PasswordResetConfirmView(APIView):
         if user is None or not default_token_generator.check_token(user, data.validated_data["token"]):
             raise exceptions.ValidationError({"token": ["This reset link is invalid or has been used."]})
         form = SetPasswordForm(
-            user, {"new_password1": data.validated_data["new_password"], "new_password2": data.validated_data["new_password"]}
+            user,
+            {
+                "new_password1": data.validated_data["new_password"],
+                "new_password2": data.validated_data["new_password"],
+            },
         )
         if not form.is_valid():
             raise exceptions.ValidationError({"new_password": form.errors["new_password2"]})

@@ -34,5 +34,11 @@ class PreferencesForm(forms.ModelForm):
 
     class Meta:
         model = Preferences
-        fields = ["default_agent", "default_model", "memory_enabled", "memory_retention_days", "timezone",
-                  "notification_webhook"]
+        fields = [
+            "default_agent",
+            "default_model",
+            "memory_enabled",
+            "memory_retention_days",
+            "timezone",
+            "notification_webhook",
+        ]

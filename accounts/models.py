@@ -81,7 +81,9 @@ def parse_key(raw: str) -> tuple[str, str] | None:
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
         now = timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
 
 
 class ApiKey(models.Model):
@@ -196,9 +198,19 @@ class SecurityEvent(models.Model):
 
     # What a user sees of their own events in the browser.
     OWN_KINDS = [
-        Kind.SIGNUP, Kind.LOGIN_SUCCEEDED, Kind.LOGIN_FAILED, Kind.LOGIN_LOCKED_OUT, Kind.LOGOUT,
-        Kind.PASSWORD_CHANGED, Kind.PASSWORD_RESET, Kind.KEY_CREATED, Kind.KEY_ROTATED, Kind.KEY_REVOKED,
-        Kind.KEY_EXPIRED, Kind.KEY_REJECTED, Kind.ROLE_CHANGED,
+        Kind.SIGNUP,
+        Kind.LOGIN_SUCCEEDED,
+        Kind.LOGIN_FAILED,
+        Kind.LOGIN_LOCKED_OUT,
+        Kind.LOGOUT,
+        Kind.PASSWORD_CHANGED,
+        Kind.PASSWORD_RESET,
+        Kind.KEY_CREATED,
+        Kind.KEY_ROTATED,
+        Kind.KEY_REVOKED,
+        Kind.KEY_EXPIRED,
+        Kind.KEY_REJECTED,
+        Kind.ROLE_CHANGED,
     ]
 
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -53,7 +53,11 @@ def login_rate_exceeded(request, username: str) -> bool:
     rate = settings.LOGIN_RATE
     try:
         by_address = is_ratelimited(
-            request, group="login:address", key=lambda group, req: client_ip(req) or "unknown", rate=rate, increment=True
+            request,
+            group="login:address",
+            key=lambda group, req: client_ip(req) or "unknown",
+            rate=rate,
+            increment=True,
         )
         by_account = is_ratelimited(
             request, group="login:account", key=lambda group, req: username.strip().lower(), rate=rate, increment=True

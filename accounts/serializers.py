@@ -61,8 +61,18 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "role", "is_active", "is_staff",
-                  "date_joined", "last_login"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "is_active",
+            "is_staff",
+            "date_joined",
+            "last_login",
+        ]
         read_only_fields = fields
 
 
@@ -96,8 +106,21 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "prefix", "name", "user", "scopes", "status", "created_at", "rotated_at",
-                  "previous_valid_until", "expires_at", "revoked_at", "last_used_at", "last_used_ip"]
+        fields = [
+            "id",
+            "prefix",
+            "name",
+            "user",
+            "scopes",
+            "status",
+            "created_at",
+            "rotated_at",
+            "previous_valid_until",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "last_used_ip",
+        ]
         read_only_fields = fields
 
 
@@ -122,7 +145,9 @@ class ApiKeyCreateSerializer(serializers.Serializer):
 
 class ApiKeyRotateSerializer(serializers.Serializer):
     grace_hours = serializers.FloatField(
-        required=False, min_value=0, max_value=24 * 30,
+        required=False,
+        min_value=0,
+        max_value=24 * 30,
         help_text="How long the current secret keeps working; default API_KEY_ROTATION_GRACE_HOURS.",
     )
 
@@ -133,8 +158,15 @@ class ApiKeyRotateSerializer(serializers.Serializer):
 class PreferencesSerializer(serializers.ModelSerializer):
     class Meta:
         model = Preferences
-        fields = ["default_agent", "default_model", "memory_enabled", "memory_retention_days", "timezone",
-                  "notification_webhook", "updated_at"]
+        fields = [
+            "default_agent",
+            "default_model",
+            "memory_enabled",
+            "memory_retention_days",
+            "timezone",
+            "notification_webhook",
+            "updated_at",
+        ]
         read_only_fields = ["updated_at"]
 
 

@@ -58,7 +58,11 @@ def security_event_record(*, kind, request=None, actor=None, user=None, api_key=
     logger.info(
         "security event %s",
         kind,
-        extra={"event": str(kind), "subject_user_id": user.pk if user else None, "key": api_key.prefix if api_key else None},
+        extra={
+            "event": str(kind),
+            "subject_user_id": user.pk if user else None,
+            "key": api_key.prefix if api_key else None,
+        },
     )
     return event
 
@@ -115,8 +119,10 @@ def user_set_role(*, user: User, role: str, actor: User, request=None) -> User:
 
 def _ensure_another_admin(user: User) -> None:
     """Raise Conflict if `user` is the last active admin. Locks the admins' rows so two demotions cannot race."""
-    admins = User.objects.select_for_update(of=("self",)).filter(is_active=True).filter(
-        Q(groups__name="admin") | Q(is_superuser=True)
+    admins = (
+        User.objects.select_for_update(of=("self",))
+        .filter(is_active=True)
+        .filter(Q(groups__name="admin") | Q(is_superuser=True))
     )
     if not [pk for pk in admins.values_list("pk", flat=True) if pk != user.pk]:
         raise Conflict("This is the last active admin; make another admin first.")
@@ -206,7 +212,9 @@ def apikey_create(
 
 
 @transaction.atomic
-def apikey_rotate(*, key: ApiKey, actor: User | None, grace: timedelta | None = None, request=None) -> tuple[ApiKey, str]:
+def apikey_rotate(
+    *, key: ApiKey, actor: User | None, grace: timedelta | None = None, request=None
+) -> tuple[ApiKey, str]:
     """A new secret for the key; the current one keeps working for `grace` (API_KEY_ROTATION_GRACE_HOURS).
 
     Rotating again within the grace period ends the older secret at once: only one previous secret lives.
@@ -243,7 +251,9 @@ def apikey_revoke(*, key: ApiKey, actor: User | None, request=None, reason=ApiKe
         key.revoke_reason = reason
         key.previous_secret_hash, key.previous_valid_until = "", None
         key.save(update_fields=["revoked_at", "revoke_reason", "previous_secret_hash", "previous_valid_until"])
-        kind = SecurityEvent.Kind.KEY_EXPIRED if reason == ApiKey.RevokeReason.EXPIRED else SecurityEvent.Kind.KEY_REVOKED
+        kind = (
+            SecurityEvent.Kind.KEY_EXPIRED if reason == ApiKey.RevokeReason.EXPIRED else SecurityEvent.Kind.KEY_REVOKED
+        )
         security_event_record(kind=kind, request=request, actor=actor, user=key.user, api_key=key)
     return key
 

@@ -34,7 +34,9 @@ class LoginView(auth_views.LoginView):
         try:
             too_fast = login_rate_exceeded(request, request.POST.get("username", ""))
         except LimiterUnavailable:
-            return render(request, "registration/login.html", {"form": self.get_form(), "unavailable": True}, status=503)
+            return render(
+                request, "registration/login.html", {"form": self.get_form(), "unavailable": True}, status=503
+            )
         if too_fast:
             return render(request, "registration/login.html", {"form": self.get_form(), "too_fast": True}, status=429)
         return super().post(request, *args, **kwargs)
@@ -44,7 +46,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     def form_valid(self, form):
         response = super().form_valid(form)
         services.security_event_record(
-            kind=SecurityEvent.Kind.PASSWORD_CHANGED, request=self.request, actor=self.request.user, user=self.request.user
+            kind=SecurityEvent.Kind.PASSWORD_CHANGED,
+            request=self.request,
+            actor=self.request.user,
+            user=self.request.user,
         )
         return response
 
@@ -52,7 +57,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form):
         response = super().form_valid(form)
-        services.security_event_record(kind=SecurityEvent.Kind.PASSWORD_RESET, request=self.request, actor=form.user, user=form.user)
+        services.security_event_record(
+            kind=SecurityEvent.Kind.PASSWORD_RESET, request=self.request, actor=form.user, user=form.user
+        )
         return response
 
 

@@ -2,7 +2,7 @@
 
 JSON_FORMATTER = {
     "()": "pythonjsonlogger.json.JsonFormatter",
-    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-    "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+    "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger", "process": "pid"},
     "datefmt": "%Y-%m-%dT%H:%M:%S%z",
 }

@@ -24,8 +24,10 @@ def celery_worker(django_db_setup, tmp_path_factory):
     worker = CeleryProcess(
         "worker",
         tmp_path_factory.mktemp("celery") / "worker.log",
-        "--pool", "solo",
-        "--include", "tests.worker_tasks",
+        "--pool",
+        "solo",
+        "--include",
+        "tests.worker_tasks",
         "--without-mingle",
         "--without-gossip",
     )
@@ -52,7 +54,9 @@ def make_user(username: str, role: str = "member"):
 def make_key(user, scopes=("account:read", "keys:manage"), **kwargs) -> str:
     from accounts.services import apikey_create
 
-    _, full_key = apikey_create(user=user, name=kwargs.pop("name", "test key"), scopes=list(scopes), actor=user, **kwargs)
+    _, full_key = apikey_create(
+        user=user, name=kwargs.pop("name", "test key"), scopes=list(scopes), actor=user, **kwargs
+    )
     return full_key
 
 

@@ -26,26 +26,29 @@ def test_database_url() -> str:
 test_database_url.__test__ = False  # a helper, not a test
 
 
-class CeleryProcess:
-    """A real `celery worker` or `celery beat` process against the test database and broker."""
+def test_process_env() -> dict:
+    """The environment of a process started by the tests: test settings, test database, test Redis."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "platform_site.settings_test",
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
 
-    def __init__(self, role: str, log_path: Path, *extra: str):
+
+test_process_env.__test__ = False
+
+
+class PlatformProcess:
+    """A real process of the platform (Celery worker or beat, gunicorn) with its output in a log file."""
+
+    def __init__(self, command: list[str], log_path: Path):
         self.log_path = log_path
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "platform_site.settings_test",
-            "DATABASE_URL": test_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "PYTHONUNBUFFERED": "1",
-        }
         with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "platform_site", role, "--loglevel", "INFO", *extra],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, cwd=BASE_DIR, env=test_process_env(), stdout=log, stderr=subprocess.STDOUT
             )
 
     def log_text(self) -> str:
@@ -55,9 +58,9 @@ class CeleryProcess:
         deadline = time.monotonic() + timeout
         while needle not in self.log_text():
             if self.process.poll() is not None:
-                raise RuntimeError(f"celery exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+                raise RuntimeError(f"process exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{needle!r} not in the celery log:\n{self.log_text()[-3000:]}")
+                raise TimeoutError(f"{needle!r} not in the log:\n{self.log_text()[-3000:]}")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -67,3 +70,39 @@ class CeleryProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class CeleryProcess(PlatformProcess):
+    """A real `celery worker` or `celery beat` process against the test database and broker."""
+
+    def __init__(self, role: str, log_path: Path, *extra: str):
+        super().__init__(
+            [sys.executable, "-m", "celery", "-A", "platform_site", role, "--loglevel", "INFO", *extra], log_path
+        )
+
+
+class GunicornProcess(PlatformProcess):
+    """The production web server with several worker processes, on a free local port."""
+
+    def __init__(self, log_path: Path, workers: int = 2):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "platform_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--config",
+                "gunicorn.conf.py",
+            ],
+            log_path,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"

@@ -127,7 +127,9 @@ def test_unknown_revoked_expired_and_malformed_keys_get_the_same_401_and_the_rea
         bodies[reason] = {k: v for k, v in response.json().items() if k != "request_id"}
 
     assert len({str(body) for body in bodies.values()}) == 1, bodies
-    recorded = set(SecurityEvent.objects.filter(kind=SecurityEvent.Kind.KEY_REJECTED).values_list("detail__reason", flat=True))
+    recorded = set(
+        SecurityEvent.objects.filter(kind=SecurityEvent.Kind.KEY_REJECTED).values_list("detail__reason", flat=True)
+    )
     assert recorded == set(attempts)
 
 

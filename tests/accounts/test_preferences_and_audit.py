@@ -19,15 +19,22 @@ def test_preferences_start_from_defaults_and_partial_updates_keep_the_rest(alice
     client = api_client(alice)
 
     assert client.get("/api/v1/preferences").json() | {"updated_at": None} == {
-        "default_agent": "", "default_model": "", "memory_enabled": True, "memory_retention_days": None,
-        "timezone": "UTC", "notification_webhook": "", "updated_at": None,
+        "default_agent": "",
+        "default_model": "",
+        "memory_enabled": True,
+        "memory_retention_days": None,
+        "timezone": "UTC",
+        "notification_webhook": "",
+        "updated_at": None,
     }
     client.patch("/api/v1/preferences", {"timezone": "Europe/Paris", "memory_retention_days": 30}, format="json")
     client.patch("/api/v1/preferences", {"memory_enabled": False}, format="json")
 
     preferences = preferences_get(user=alice)
     assert (preferences.timezone, preferences.memory_retention_days, preferences.memory_enabled) == (
-        "Europe/Paris", 30, False
+        "Europe/Paris",
+        30,
+        False,
     )
 
 
@@ -57,7 +64,9 @@ def test_invalid_preferences_get_a_400_naming_the_field_and_change_nothing(alice
 def test_model_changes_are_in_the_audit_trail_with_actor_and_request_id_but_no_secrets(alice):
     client = api_client(alice)
 
-    created = client.post("/api/v1/keys", {"name": "audited", "scopes": ["account:read"]}, format="json", HTTP_X_REQUEST_ID="req-audit-1")
+    created = client.post(
+        "/api/v1/keys", {"name": "audited", "scopes": ["account:read"]}, format="json", HTTP_X_REQUEST_ID="req-audit-1"
+    )
     client.patch("/api/v1/preferences", {"timezone": "Europe/Berlin"}, format="json")
     client.post(f"/api/v1/keys/{created.json()['id']}/revoke")
 

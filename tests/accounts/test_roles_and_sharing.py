@@ -59,9 +59,9 @@ def test_an_owner_shares_for_view_or_use_and_revokes(alice, bob, charlie):
     assert api_client(bob).get(f"/api/v1/notebooks/{notebook.pk}").status_code == 404
 
     # Shared for view: bob reads it and sees it listed, but cannot use, change or re-share it
-    assert owner.post(f"/api/v1/notebooks/{notebook.pk}/shares", {"user": "bob", "level": "view"}, format="json").json() == [
-        {"user": "bob", "level": "view"}
-    ]
+    assert owner.post(
+        f"/api/v1/notebooks/{notebook.pk}/shares", {"user": "bob", "level": "view"}, format="json"
+    ).json() == [{"user": "bob", "level": "view"}]
     assert_isolated(
         detail_url=f"/api/v1/notebooks/{notebook.pk}",
         owner=alice,
@@ -104,15 +104,23 @@ def test_a_role_permission_never_widens_access_to_other_peoples_objects(alice):
 def test_only_admins_change_roles_and_the_change_is_recorded(alice, operator, admin_user):
     assert api_client(alice).get("/api/v1/users").status_code == 403
     assert api_client(operator).get("/api/v1/users").status_code == 200
-    assert api_client(operator).patch(f"/api/v1/users/{alice.pk}", {"role": "operator"}, format="json").status_code == 403
+    assert (
+        api_client(operator).patch(f"/api/v1/users/{alice.pk}", {"role": "operator"}, format="json").status_code == 403
+    )
 
-    response = api_client(admin_user).patch(f"/api/v1/users/{alice.pk}", {"role": "viewer"}, format="json", REMOTE_ADDR="192.0.2.4")
+    response = api_client(admin_user).patch(
+        f"/api/v1/users/{alice.pk}", {"role": "viewer"}, format="json", REMOTE_ADDR="192.0.2.4"
+    )
 
     assert response.status_code == 200 and response.json()["role"] == "viewer"
     alice.refresh_from_db()
     assert alice.role == "viewer" and list(alice.groups.values_list("name", flat=True)) == ["viewer"]
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.ROLE_CHANGED, user=alice)
-    assert (event.actor, event.ip_address, event.detail) == (admin_user, "192.0.2.4", {"previous": "member", "role": "viewer"})
+    assert (event.actor, event.ip_address, event.detail) == (
+        admin_user,
+        "192.0.2.4",
+        {"previous": "member", "role": "viewer"},
+    )
 
 
 @pytest.mark.django_db

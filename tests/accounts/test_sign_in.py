@@ -45,11 +45,13 @@ def test_production_hashes_passwords_with_argon2():
 @pytest.mark.django_db
 def test_signup_refuses_weak_passwords_and_taken_names_and_keeps_nothing(client, alice):
     weak = client.post(
-        "/api/v1/auth/signup", {"username": "eve", "email": "eve@example.com", "password": "password"},
+        "/api/v1/auth/signup",
+        {"username": "eve", "email": "eve@example.com", "password": "password"},
         content_type="application/json",
     )
     taken = client.post(
-        "/api/v1/auth/signup", {"username": "ALICE", "email": "a2@example.com", "password": PASSWORD},
+        "/api/v1/auth/signup",
+        {"username": "ALICE", "email": "a2@example.com", "password": PASSWORD},
         content_type="application/json",
     )
 
@@ -64,7 +66,8 @@ def test_signup_can_be_closed(client, settings):
     settings.REGISTRATION_OPEN = False
 
     response = client.post(
-        "/api/v1/auth/signup", {"username": "dora", "email": "dora@example.com", "password": PASSWORD},
+        "/api/v1/auth/signup",
+        {"username": "dora", "email": "dora@example.com", "password": PASSWORD},
         content_type="application/json",
     )
 
@@ -76,7 +79,9 @@ def test_signup_can_be_closed(client, settings):
 def test_api_login_starts_a_session_and_logout_ends_it_with_events(alice):
     client = api_client()
 
-    assert client.post("/api/v1/auth/login", {"username": "alice", "password": PASSWORD}, format="json").status_code == 200
+    assert (
+        client.post("/api/v1/auth/login", {"username": "alice", "password": PASSWORD}, format="json").status_code == 200
+    )
     assert client.get("/api/v1/me").json()["username"] == "alice"
     assert client.post("/api/v1/auth/logout").status_code == 204
     assert client.get("/api/v1/me").status_code == 401
@@ -86,14 +91,20 @@ def test_api_login_starts_a_session_and_logout_ends_it_with_events(alice):
 @pytest.mark.django_db
 def test_a_failed_login_is_recorded_with_the_address_and_user_agent(alice):
     response = api_client().post(
-        "/api/v1/auth/login", {"username": "alice", "password": "nope"}, format="json",
-        REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="bot/1",
+        "/api/v1/auth/login",
+        {"username": "alice", "password": "nope"},
+        format="json",
+        REMOTE_ADDR="203.0.113.9",
+        HTTP_USER_AGENT="bot/1",
     )
 
     assert response.status_code == 401
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.LOGIN_FAILED)
     assert (event.user, event.ip_address, event.user_agent, event.detail) == (
-        alice, "203.0.113.9", "bot/1", {"username": "alice"}
+        alice,
+        "203.0.113.9",
+        "bot/1",
+        {"username": "alice"},
     )
 
 
@@ -129,14 +140,15 @@ def test_a_forged_forwarded_for_neither_escapes_the_lockout_nor_locks_out_someon
     # When the attacker guesses different accounts, each time forging the victim's address in front
     for n in range(3):
         login(
-            client, f"guess{n}", "wrong",
-            REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"{victim}, {attacker}",
+            client,
+            f"guess{n}",
+            "wrong",
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"{victim}, {attacker}",
         )
 
     # Then the attacker's own address is locked out whatever it forges next
-    blocked = login(
-        client, "alice", PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"192.0.2.1, {attacker}"
-    )
+    blocked = login(client, "alice", PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"192.0.2.1, {attacker}")
     assert blocked.status_code == 429
     # And the victim, whose address was forged, still logs in
     allowed = login(client, "victim", PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=victim)
@@ -162,7 +174,9 @@ def test_login_attempts_are_slowed_per_account_across_addresses(alice, settings)
 
     statuses = [
         client.post(
-            "/api/v1/auth/login", {"username": "alice", "password": "wrong"}, format="json",
+            "/api/v1/auth/login",
+            {"username": "alice", "password": "wrong"},
+            format="json",
             REMOTE_ADDR=f"203.0.113.{n}",
         ).status_code
         for n in range(4)
@@ -175,7 +189,9 @@ def test_login_attempts_are_slowed_per_account_across_addresses(alice, settings)
 def test_password_change_over_the_api_checks_the_old_password_and_validators(alice):
     client = api_client(alice)
 
-    wrong_old = client.post("/api/v1/auth/password", {"old_password": "x", "new_password": "N3w-passphrase!"}, format="json")
+    wrong_old = client.post(
+        "/api/v1/auth/password", {"old_password": "x", "new_password": "N3w-passphrase!"}, format="json"
+    )
     weak_new = client.post("/api/v1/auth/password", {"old_password": PASSWORD, "new_password": "123"}, format="json")
     changed = client.post(
         "/api/v1/auth/password", {"old_password": PASSWORD, "new_password": "N3w-passphrase!"}, format="json"
@@ -198,15 +214,18 @@ def test_password_reset_over_the_api_mails_a_link_whose_token_sets_a_new_passwor
     assert len(mailoutbox) == 1
     uid, token = re.search(r"/password/reset/([^/]+)/([^/]+)/", mailoutbox[0].body).groups()
     bad = client.post(
-        "/api/v1/auth/password-reset/confirm", {"uid": uid, "token": "bad-token", "new_password": "N3w-passphrase!"},
+        "/api/v1/auth/password-reset/confirm",
+        {"uid": uid, "token": "bad-token", "new_password": "N3w-passphrase!"},
         format="json",
     )
     good = client.post(
-        "/api/v1/auth/password-reset/confirm", {"uid": uid, "token": token, "new_password": "N3w-passphrase!"},
+        "/api/v1/auth/password-reset/confirm",
+        {"uid": uid, "token": token, "new_password": "N3w-passphrase!"},
         format="json",
     )
     again = client.post(
-        "/api/v1/auth/password-reset/confirm", {"uid": uid, "token": token, "new_password": "An0ther-passphrase!"},
+        "/api/v1/auth/password-reset/confirm",
+        {"uid": uid, "token": token, "new_password": "An0ther-passphrase!"},
         format="json",
     )
 

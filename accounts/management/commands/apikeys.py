@@ -28,7 +28,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["rotate", "expire"])
-        parser.add_argument("--older-than", type=parse_duration, help="only keys created (or last rotated) before this long ago, e.g. 90d")
+        parser.add_argument(
+            "--older-than",
+            type=parse_duration,
+            help="only keys created (or last rotated) before this long ago, e.g. 90d",
+        )
         parser.add_argument("--user", help="only this user's keys (username)")
         parser.add_argument("--grace-hours", type=float, help="rotate: how long old secrets keep working")
         parser.add_argument("--dry-run", action="store_true", help="list the keys that would change; change nothing")
