@@ -1,8 +1,11 @@
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 
-from accounts.models import ApiKey, Preferences, SecurityEvent, User
-from accounts.services import apikey_revoke
+from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, User
+from accounts.services import Conflict, apikey_revoke, user_set_role
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -18,10 +21,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class UserChangeForm(DjangoUserChangeForm):
+    """A user's role is one choice, applied by the role service (staff flag, security event, last-admin rule)."""
+
+    role = forms.ChoiceField(choices=[(role, role) for role in ROLES])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].initial = self.instance.role or settings.DEFAULT_ROLE
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = UserChangeForm
     list_display = ["username", "email", "role", "is_active", "is_staff", "date_joined", "last_login"]
     list_filter = ["groups", "is_active", "is_staff", "is_superuser"]
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("role", "is_active", "is_superuser")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    readonly_fields = ["last_login", "date_joined"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
@@ -29,6 +50,16 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="role")
     def role(self, user):
         return user.role or "—"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "role" in form.cleaned_data:
+            try:
+                user_set_role(user=obj, role=form.cleaned_data["role"], actor=request.user, request=request)
+            except Conflict as error:
+                messages.error(request, str(error))
+        elif not change:
+            user_set_role(user=obj, role=settings.DEFAULT_ROLE, actor=request.user, request=request)
 
 
 @admin.register(ApiKey)

@@ -170,3 +170,33 @@ def test_me_shows_the_role_and_profile_changes_are_validated(alice, bob):
 
     assert taken.status_code == 400 and taken.json()["errors"][0]["attr"] == "email"
     assert changed.status_code == 200 and changed.json()["first_name"] == "Alice"
+
+
+@pytest.mark.django_db
+def test_an_admin_changes_a_role_in_the_django_admin_through_the_role_service(client, alice, admin_user):
+    client.force_login(admin_user)
+    page = client.get(f"/admin/accounts/user/{alice.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields if name not in ("password", "is_superuser")}
+
+    response = client.post(f"/admin/accounts/user/{alice.pk}/change/", {**data, "role": "operator", "is_active": "on"})
+
+    assert response.status_code == 302, response.content[:2000]
+    alice.refresh_from_db()
+    assert alice.role == "operator" and alice.is_staff
+    assert SecurityEvent.objects.get(kind="role_changed", user=alice).actor == admin_user
+
+
+@pytest.mark.django_db
+def test_operators_browse_security_events_and_the_audit_trail_read_only_in_the_admin(client, alice, operator):
+    client.force_login(operator)
+
+    assert client.get("/admin/accounts/securityevent/?kind__exact=signup").status_code == 200
+    assert client.get("/admin/auditlog/logentry/").status_code == 200
+    event = SecurityEvent.objects.filter(user=alice).first()
+    detail = client.get(f"/admin/accounts/securityevent/{event.pk}/change/")
+    assert detail.status_code == 200
+    assert b"<title>Signed up" in detail.content and b"View security event" in detail.content
+    assert b'name="_save"' not in detail.content
+    assert client.post(f"/admin/accounts/securityevent/{event.pk}/delete/").status_code == 403
+    assert client.get("/admin/accounts/user/add/").status_code == 403

@@ -249,3 +249,23 @@ def test_password_reset_in_the_browser(client, alice, mailoutbox):
     alice.refresh_from_db()
     assert alice.check_password("N3w-passphrase!")
     assert kinds(user=alice, kind="password_reset") == ["password_reset"]
+
+
+@pytest.mark.django_db
+def test_with_redis_unreachable_logins_are_refused_with_a_503_not_let_through(client, alice, settings, tmp_path):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"unix://{tmp_path}/no-redis.sock",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+
+    page = login(client, "alice", PASSWORD)
+    api_caller = api_client()
+    api_caller.raise_request_exception = False  # a 5xx is also reported to Django's error log, as it should
+    api = api_caller.post("/api/v1/auth/login", {"username": "alice", "password": PASSWORD}, format="json")
+
+    assert page.status_code == 503 and b"unavailable right now" in page.content
+    assert api.status_code == 503 and api.json()["errors"][0]["code"] == "service_unavailable"
+    assert "_auth_user_id" not in client.session
