@@ -3,9 +3,10 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.db import transaction
 
 from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, User
-from accounts.services import Conflict, apikey_revoke, user_set_role
+from accounts.services import apikey_revoke, is_last_active_admin, user_set_role
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,6 +31,13 @@ class UserChangeForm(DjangoUserChangeForm):
         super().__init__(*args, **kwargs)
         self.fields["role"].initial = self.instance.role or settings.DEFAULT_ROLE
 
+    def clean(self):
+        cleaned = super().clean()
+        demoted = cleaned.get("role") != "admin" or not cleaned.get("is_active", True)
+        if self.instance.role == "admin" and demoted and is_last_active_admin(self.instance):
+            raise forms.ValidationError("This is the last active admin; make another admin first.")
+        return cleaned
+
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
@@ -39,7 +47,7 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "is_active", "is_superuser")}),
+        ("Access", {"fields": ("role", "is_active")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     readonly_fields = ["last_login", "date_joined"]
@@ -51,15 +59,11 @@ class UserAdmin(DjangoUserAdmin):
     def role(self, user):
         return user.role or "—"
 
+    @transaction.atomic
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if change and "role" in form.cleaned_data:
-            try:
-                user_set_role(user=obj, role=form.cleaned_data["role"], actor=request.user, request=request)
-            except Conflict as error:
-                messages.error(request, str(error))
-        elif not change:
-            user_set_role(user=obj, role=settings.DEFAULT_ROLE, actor=request.user, request=request)
+        role = form.cleaned_data.get("role", settings.DEFAULT_ROLE) if change else settings.DEFAULT_ROLE
+        user_set_role(user=obj, role=role, actor=request.user, request=request)
 
 
 @admin.register(ApiKey)
@@ -99,10 +103,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Preferences)
-class PreferencesAdmin(admin.ModelAdmin):
+class PreferencesAdmin(ReadOnlyAdmin):
+    """Read-only: every role may change its own preferences, which must not let operators change anyone's."""
+
     list_display = ["user", "memory_enabled", "memory_retention_days", "timezone", "updated_at"]
     search_fields = ["user__username"]
-    raw_id_fields = ["user"]
 
 
 @admin.register(SecurityEvent)

@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -54,6 +55,7 @@ class PolicyMixin:
 @extend_schema(tags=["auth"])
 class SignupView(APIView):
     permission_classes = [AllowAny]
+    parser_classes = [JSONParser]  # a cross-site HTML form cannot post JSON: no login CSRF
 
     @extend_schema(request=serializers.SignupSerializer, responses={201: serializers.MeSerializer})
     def post(self, request):
@@ -70,6 +72,7 @@ class LoginView(APIView):
     """Start a browser-style session (cookie); agents use API keys instead."""
 
     permission_classes = [AllowAny]
+    parser_classes = [JSONParser]  # a cross-site HTML form cannot post JSON: no login CSRF
 
     @extend_schema(request=serializers.LoginSerializer, responses={200: serializers.MeSerializer})
     def post(self, request):
@@ -120,6 +123,7 @@ class PasswordResetView(APIView):
     """Email a reset link if an account has this address; the answer is the same either way."""
 
     permission_classes = [AllowAny]
+    parser_classes = [JSONParser]  # a cross-site HTML form cannot post JSON: no login CSRF
 
     @extend_schema(request=serializers.PasswordResetSerializer, responses={202: None})
     def post(self, request):
@@ -138,6 +142,7 @@ class PasswordResetView(APIView):
 @extend_schema(tags=["auth"])
 class PasswordResetConfirmView(APIView):
     permission_classes = [AllowAny]
+    parser_classes = [JSONParser]  # a cross-site HTML form cannot post JSON: no login CSRF
 
     @extend_schema(request=serializers.PasswordResetConfirmSerializer, responses={204: None})
     def post(self, request):
@@ -179,7 +184,7 @@ class MeView(PolicyMixin, APIView):
     def patch(self, request):
         data = serializers.ProfileUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = run_service(services.user_update_profile, user=request.user, **data.validated_data)
+        user = run_service(services.user_update_profile, user=request.user, request=request, **data.validated_data)
         return Response(serializers.MeSerializer(user, context={"request": request}).data)
 
 
@@ -265,12 +270,14 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
     def create(self, request):
         data = serializers.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        owner = data.validated_data.pop("user", request.user)
-        if owner.pk != request.user.pk and not selectors.user_may_manage_all_keys(request.user):
-            raise exceptions.PermissionDenied("Only operators create keys for other users.")
-        caller_scopes = request_scopes(request)
-        if caller_scopes is not None and not set(data.validated_data["scopes"]) <= caller_scopes:
-            raise exceptions.PermissionDenied("A key cannot create a key with scopes it does not have itself.")
+        owner = _key_owner(request, data.validated_data.pop("user", None))
+        caller_key = request.auth if isinstance(request.auth, ApiKey) else None
+        if caller_key is not None:
+            if not set(data.validated_data["scopes"]) <= set(caller_key.scopes):
+                raise exceptions.PermissionDenied("A key cannot create a key with scopes it does not have itself.")
+            if caller_key.expires_at:  # nor one that outlives it
+                wanted = data.validated_data.get("expires_at")
+                data.validated_data["expires_at"] = min(wanted or caller_key.expires_at, caller_key.expires_at)
         key, full_key = run_service(
             services.apikey_create, user=owner, actor=request.user, request=request, **data.validated_data
         )
@@ -281,7 +288,11 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
     def rotate(self, request, pk=None):
         data = serializers.ApiKeyRotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = selectors.apikey_get(user=request.user, pk=_int_value(pk))
+        # Rotation hands out the new secret, so only the owner rotates (operators can revoke).
+        key = selectors.apikey_get(user=request.user, pk=_int_value(pk), own_only=True)
+        caller_scopes = request_scopes(request)
+        if caller_scopes is not None and not set(key.scopes) <= caller_scopes:
+            raise exceptions.PermissionDenied("A key cannot rotate a key with scopes it does not have itself.")
         grace = data.validated_data.get("grace_hours")
         key, full_key = run_service(
             services.apikey_rotate,
@@ -298,6 +309,20 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
         key = selectors.apikey_get(user=request.user, pk=_int_value(pk))
         key = services.apikey_revoke(key=key, actor=request.user, request=request)
         return Response(serializers.ApiKeySerializer(key).data)
+
+
+def _key_owner(request, user_id: int | None) -> User:
+    """Whom a new key is for: the caller, or (operators) a user of lower rank, never an equal or higher one."""
+    if user_id is None or user_id == request.user.pk:
+        return request.user
+    if not selectors.user_may_manage_all_keys(request.user):
+        raise exceptions.PermissionDenied("Only operators create keys for other users.")
+    owner = User.objects.filter(pk=user_id).first()
+    if owner is None:
+        raise exceptions.ValidationError({"user": ["No such user."]})
+    if not selectors.outranks(request.user, owner):
+        raise exceptions.PermissionDenied("Keys can only be created for users of a lower role than yours.")
+    return owner
 
 
 def _with_secret(key, full_key):

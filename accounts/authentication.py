@@ -8,15 +8,18 @@ every process.
 import re
 
 from auditlog.context import auditlog_value
+from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 from accounts.models import KEY_PREFIX, SecurityEvent
+from accounts.security import client_ip
 from accounts.services import ApiKeyRejected, apikey_authenticate, security_event_record
 from platform_site.correlation import user_id_var
 
 INVALID_CREDENTIALS = "Invalid or missing credentials."
 QUERY_KEY_NAMES = {"api_key", "apikey", "access_token", "token"}
 LOOKS_LIKE_KEY = re.compile(rf"{KEY_PREFIX}[a-z2-7]{{12}}_")
+REJECTION_RECORD_INTERVAL = 60  # seconds
 
 
 def refuse_keys_in_query_string(request) -> None:
@@ -27,6 +30,15 @@ def refuse_keys_in_query_string(request) -> None:
             raise exceptions.ParseError(
                 "API keys are refused in the query string; send them as 'Authorization: Bearer <key>'."
             )
+
+
+def _first_in_a_while(request, rejected: ApiKeyRejected) -> bool:
+    """One security event per address, key and reason a minute: a flood of bad keys cannot flood the record."""
+    key = f"key-rejected:{client_ip(request)}:{rejected.key.pk if rejected.key else '-'}:{rejected.reason}"
+    try:
+        return cache.add(key, 1, timeout=REJECTION_RECORD_INTERVAL)
+    except Exception:  # Redis down: record every one rather than none
+        return True
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -42,13 +54,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 raise ApiKeyRejected("malformed")
             key = apikey_authenticate(raw_key=header[1].decode("ascii", errors="replace"), request=request)
         except ApiKeyRejected as rejected:
-            security_event_record(
-                kind=SecurityEvent.Kind.KEY_REJECTED,
-                request=request,
-                user=rejected.key.user if rejected.key else None,
-                api_key=rejected.key,
-                reason=rejected.reason,
-            )
+            if _first_in_a_while(request, rejected):
+                security_event_record(
+                    kind=SecurityEvent.Kind.KEY_REJECTED,
+                    request=request,
+                    user=rejected.key.user if rejected.key else None,
+                    api_key=rejected.key,
+                    reason=rejected.reason,
+                )
             raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
         user_id_var.set(key.user.pk)
         audit_context = auditlog_value.get(None)

@@ -8,10 +8,19 @@ DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:wri
 class SignupForm(forms.Form):
     username = forms.RegexField(regex=r"^[\w.@+-]+\Z", max_length=150, help_text="Letters, digits and @ . + - _ only.")
     email = forms.EmailField()
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=256)
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=256, strip=False
+    )
 
 
 class ProfileForm(forms.ModelForm):
+    current_password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        required=False,
+        strip=False,
+        help_text="Needed only to change your email address.",
+    )
+
     class Meta:
         model = User
         fields = ["first_name", "last_name", "email"]

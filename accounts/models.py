@@ -60,6 +60,9 @@ KEY_ID_LENGTH = 12
 KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}([a-z2-7]{{{KEY_ID_LENGTH}}})_([A-Za-z0-9_-]{{43}})$")
 
 
+API_KEY_STATUSES = ["active", "revoked", "expired"]
+
+
 def new_key_id() -> str:
     return "".join(secrets.choice(KEY_ID_ALPHABET) for _ in range(KEY_ID_LENGTH))
 
@@ -185,6 +188,7 @@ class SecurityEvent(models.Model):
         LOGIN_LOCKED_OUT = "login_locked_out", "Login locked out"
         LOGOUT = "logout", "Logged out"
         PASSWORD_CHANGED = "password_changed", "Password changed"
+        EMAIL_CHANGED = "email_changed", "Email changed"
         PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
         PASSWORD_RESET = "password_reset", "Password reset"
         KEY_CREATED = "key_created", "API key created"
@@ -204,6 +208,7 @@ class SecurityEvent(models.Model):
         Kind.LOGIN_LOCKED_OUT,
         Kind.LOGOUT,
         Kind.PASSWORD_CHANGED,
+        Kind.EMAIL_CHANGED,
         Kind.PASSWORD_RESET,
         Kind.KEY_CREATED,
         Kind.KEY_ROTATED,

@@ -22,9 +22,15 @@ def apikey_list(*, user: User, owner_id: int | None = None) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user_id=owner_id or user.pk).select_related("user")
 
 
-def apikey_get(*, user: User, pk) -> ApiKey:
+def outranks(user: User, other: User) -> bool:
+    """Whether `user` holds a more powerful role than `other` (admins outrank everyone but admins)."""
+    rank = {role: len(ROLES) - index for index, role in enumerate(ROLES)}
+    return user.role == "admin" or rank.get(user.role, 0) > rank.get(other.role, 0)
+
+
+def apikey_get(*, user: User, pk, own_only: bool = False) -> ApiKey:
     keys = ApiKey.objects.select_related("user")
-    if not user_may_manage_all_keys(user):
+    if own_only or not user_may_manage_all_keys(user):
         keys = keys.filter(user=user)
     key = keys.filter(pk=pk).first()
     if key is None:

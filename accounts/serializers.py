@@ -1,7 +1,7 @@
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
-from accounts.models import ROLES, SCOPES, ApiKey, Preferences, SecurityEvent, User
+from accounts.models import API_KEY_STATUSES, ROLES, SCOPES, ApiKey, Preferences, SecurityEvent, User
 from accounts.services import SHARE_LEVELS
 
 # --- auth ----------------------------------------------------------------------------------------------
@@ -10,17 +10,21 @@ from accounts.services import SHARE_LEVELS
 class SignupSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField()
-    password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
+    password = serializers.CharField(
+        write_only=True, max_length=256, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
 class LoginSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
-    password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
+    password = serializers.CharField(
+        write_only=True, max_length=256, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
 class PasswordChangeSerializer(serializers.Serializer):
-    old_password = serializers.CharField(write_only=True, max_length=256)
-    new_password = serializers.CharField(write_only=True, max_length=256)
+    old_password = serializers.CharField(write_only=True, max_length=256, trim_whitespace=False)
+    new_password = serializers.CharField(write_only=True, max_length=256, trim_whitespace=False)
 
 
 class PasswordResetSerializer(serializers.Serializer):
@@ -30,7 +34,7 @@ class PasswordResetSerializer(serializers.Serializer):
 class PasswordResetConfirmSerializer(serializers.Serializer):
     uid = serializers.CharField(max_length=64, help_text="The uid part of the link in the reset email.")
     token = serializers.CharField(max_length=128, help_text="The token part of the link in the reset email.")
-    new_password = serializers.CharField(write_only=True, max_length=256)
+    new_password = serializers.CharField(write_only=True, max_length=256, trim_whitespace=False)
 
 
 # --- me and users --------------------------------------------------------------------------------------
@@ -52,6 +56,9 @@ class MeSerializer(serializers.ModelSerializer):
 
 class ProfileUpdateSerializer(serializers.Serializer):
     email = serializers.EmailField(required=False)
+    current_password = serializers.CharField(
+        write_only=True, required=False, trim_whitespace=False, help_text="Needed to change the email address."
+    )
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
@@ -101,7 +108,7 @@ class RoleSerializer(serializers.ModelSerializer):
 
 class ApiKeySerializer(serializers.ModelSerializer):
     prefix = serializers.CharField(read_only=True, help_text="The public part of the key: sb_<key id>.")
-    status = serializers.ChoiceField(choices=["active", "revoked", "expired"], read_only=True)
+    status = serializers.ChoiceField(choices=API_KEY_STATUSES, read_only=True)
     user = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
@@ -138,9 +145,7 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=sorted(SCOPES)), min_length=1, max_length=len(SCOPES)
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    user = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.all(), required=False, help_text="Operators only: create the key for this user."
-    )
+    user = serializers.IntegerField(required=False, help_text="Operators: create the key for this user (by id).")
 
 
 class ApiKeyRotateSerializer(serializers.Serializer):

@@ -106,8 +106,11 @@ def user_set_role(*, user: User, role: str, actor: User, request=None) -> User:
     if role not in ROLES:
         raise ValidationError({"role": f"Unknown role {role!r}; choose one of {', '.join(ROLES)}."})
     previous = user.role
-    if previous == "admin" and role != "admin" and not user.is_superuser:
+    if previous == "admin" and role != "admin":
         _ensure_another_admin(user)
+        if user.is_superuser:  # a superuser holds every permission whatever their groups say
+            user.is_superuser = False
+            user.save(update_fields=["is_superuser"])
     _set_role_groups(user, role)
     if previous == role:
         return user
@@ -118,28 +121,43 @@ def user_set_role(*, user: User, role: str, actor: User, request=None) -> User:
 
 
 def _ensure_another_admin(user: User) -> None:
-    """Raise Conflict if `user` is the last active admin. Locks the admins' rows so two demotions cannot race."""
-    admins = (
-        User.objects.select_for_update(of=("self",))
-        .filter(is_active=True)
-        .filter(Q(groups__name="admin") | Q(is_superuser=True))
-    )
-    if not [pk for pk in admins.values_list("pk", flat=True) if pk != user.pk]:
+    """Raise Conflict if `user` is the last active admin.
+
+    Locks the admin group's row first, so two admins demoting each other at once are served one after the
+    other and the second sees the first's change.
+    """
+    Group.objects.select_for_update().filter(name="admin").first()
+    if is_last_active_admin(user):
         raise Conflict("This is the last active admin; make another admin first.")
 
 
-def user_update_profile(*, user: User, **fields) -> User:
-    allowed = {"first_name", "last_name", "email"}
-    unknown = set(fields) - allowed
+def is_last_active_admin(user: User) -> bool:
+    admins = User.objects.filter(is_active=True).filter(Q(groups__name="admin") | Q(is_superuser=True))
+    return not admins.exclude(pk=user.pk).exists()
+
+
+@transaction.atomic
+def user_update_profile(*, user: User, current_password: str = "", request=None, **fields) -> User:
+    """Change names and email. The email leads to password resets, so changing it needs the password."""
+    unknown = set(fields) - {"first_name", "last_name", "email"}
     if unknown:
         raise ValueError(f"not profile fields: {sorted(unknown)}")
     email = fields.get("email")
-    if email and User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
-        raise ValidationError({"email": "An account with that email address already exists."})
+    email_changes = email is not None and email.lower() != user.email.lower()
+    if email_changes:
+        if not user.check_password(current_password):
+            raise ValidationError({"current_password": "Enter your current password to change your email address."})
+        if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+            raise ValidationError({"email": "An account with that email address already exists."})
+    previous_email = user.email
     for name, value in fields.items():
         setattr(user, name, value)
     user.full_clean(exclude=["password"])
     user.save(update_fields=list(fields))
+    if email_changes:
+        security_event_record(
+            kind=SecurityEvent.Kind.EMAIL_CHANGED, request=request, actor=user, user=user, previous=previous_email
+        )
     return user
 
 

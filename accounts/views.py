@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
 from accounts.forms import ApiKeyCreateForm, PreferencesForm, ProfileForm, SignupForm
-from accounts.models import SecurityEvent
+from accounts.models import SecurityEvent, User
 from accounts.security import LimiterUnavailable, login_rate_exceeded
 
 
@@ -93,10 +93,11 @@ def signup(request):
 
 @login_required
 def profile(request):
-    form = ProfileForm(request.POST or None, instance=request.user)
+    # The form edits a copy: the service compares against the saved email and writes the real user.
+    form = ProfileForm(request.POST or None, instance=User.objects.get(pk=request.user.pk))
     if request.method == "POST" and form.is_valid():
         try:
-            services.user_update_profile(user=request.user, **form.cleaned_data)
+            services.user_update_profile(user=request.user, request=request, **form.cleaned_data)
         except ValidationError as error:
             _add_errors(form, error)
         else:
@@ -131,7 +132,7 @@ def keys(request):
 @never_cache
 @require_POST
 def key_rotate(request, pk):
-    key = selectors.apikey_get(user=request.user, pk=pk)
+    key = selectors.apikey_get(user=request.user, pk=pk, own_only=True)
     try:
         key, full_key = services.apikey_rotate(key=key, actor=request.user, request=request)
     except services.Conflict as error:
@@ -143,7 +144,7 @@ def key_rotate(request, pk):
 @login_required
 @require_POST
 def key_revoke(request, pk):
-    key = selectors.apikey_get(user=request.user, pk=pk)
+    key = selectors.apikey_get(user=request.user, pk=pk, own_only=True)
     services.apikey_revoke(key=key, actor=request.user, request=request)
     messages.success(request, f"Key {key.prefix} revoked; it stopped working at once.")
     return redirect("keys")

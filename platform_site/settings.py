@@ -76,7 +76,9 @@ def celery_broker_from_redis(url: str) -> str:
 SECRET_KEY = required_in_production("SECRET_KEY", dev_secret_key)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = [
-    host for host in env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"]) if host
+    host
+    for host in env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+    if host
 ]
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when SWITCHBOARD_ENV=production")
@@ -190,6 +192,42 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=30)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # with late acknowledgement, a worker holds one message per process
+# Redis redelivers a message not acknowledged within this many seconds: it must outlast any task's time
+# limit plus retry wait (checked at start-up by tasks.apps), or a slow task would run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)}
+
+# Tracked tasks (tasks.tracked): retries with exponential backoff and jitter, and time limits, per kind.
+TASK_DEFAULT_POLICY = {
+    "max_retries": env.int("TASK_MAX_RETRIES", default=5),
+    "retry_backoff_max": env.int("TASK_RETRY_BACKOFF_MAX_SECONDS", default=600),
+    "soft_time_limit": env.int("TASK_SOFT_TIME_LIMIT_SECONDS", default=540),
+    "time_limit": env.int("TASK_TIME_LIMIT_SECONDS", default=600),
+}
+TASK_POLICIES = env.json("TASK_POLICIES", default={})  # {"kind": {"max_retries": 3, "time_limit": 60, ...}}
+
+
+def retry_schedule(text: str) -> list[float]:
+    """'5s,5m,2h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return [float(part[:-1]) * units[part[-1]] for part in text.replace(" ", "").split(",") if part]
+    except (KeyError, ValueError) as error:
+        raise ImproperlyConfigured(f"WEBHOOK_RETRY_SCHEDULE must look like '5s,5m,2h', not {text!r}") from error
+
+
+# Webhooks: retried on this schedule (about 18 hours in all) with +-10 % jitter, then given up.
+WEBHOOK_RETRY_SCHEDULE = retry_schedule(env.str("WEBHOOK_RETRY_SCHEDULE", default="5s,5m,30m,2h,5h,10h"))
+WEBHOOK_RETRY_JITTER = 0.1
+WEBHOOK_MAX_COUNTDOWN_SECONDS = 300  # longer waits go through the database and the beat dispatcher
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=20)
+WEBHOOK_SECRET_ROTATION_GRACE_HOURS = env.float("WEBHOOK_SECRET_ROTATION_GRACE_HOURS", default=24)
+WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=PRODUCTION)
+WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])  # 'host' or 'host:port', for development
+WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.int("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=30)
+# Key for secrets kept encrypted (Fernet, 32 url-safe base64 bytes); derived from SECRET_KEY when unset.
+FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 
 # --- auth ---------------------------------------------------------------------------------------------
 
@@ -233,7 +271,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = False  # a success must not wipe failures against other accounts from the address
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 AXES_VERBOSE = False
@@ -315,6 +353,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
+        "ApiKeyStatusEnum": "accounts.models.API_KEY_STATUSES",
+        "TaskStatusEnum": "tasks.models.TaskRecord.Status",
+        "DeliveryStatusEnum": "tasks.models.WebhookDelivery.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",

@@ -16,3 +16,15 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sharing"]  # noqa: F405
 # Login slowing is tested on its own; elsewhere it must not get in the way of many logins.
 LOGIN_RATE = "1000/m"
+
+# Tracked test tasks (tests/worker_tasks.py) retry fast; webhooks reach the test receiver on 127.0.0.2 (any
+# other loopback address stays refused) and retry within seconds.
+TASK_POLICIES = {
+    "tests.flaky": {"max_retries": 3, "retry_backoff": 1, "retry_backoff_max": 1},
+    "tests.always_transient": {"max_retries": 2, "retry_backoff": 1, "retry_backoff_max": 1},
+    "tests.slow_append": {"soft_time_limit": 60, "time_limit": 90},
+}
+WEBHOOK_ALLOWED_HOSTS = ["127.0.0.2"]
+WEBHOOK_RETRY_SCHEDULE = [0.3, 0.3, 0.3]
+WEBHOOK_DISABLE_AFTER_FAILURES = 6
+WEBHOOK_TIMEOUT_SECONDS = 3

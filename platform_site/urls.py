@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import permissions, routers
 
 import accounts.urls
+import tasks.urls
 from platform_site import health, views
 
 
@@ -19,7 +20,7 @@ class Router(routers.DefaultRouter):
 
 # Apps register their viewsets on this router (paths without a trailing slash: /api/v1/keys/{id}).
 api_router = Router(trailing_slash=False)
-for prefix, viewset, basename in accounts.urls.api_routes:
+for prefix, viewset, basename in [*accounts.urls.api_routes, *tasks.urls.api_routes]:
     api_router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [
@@ -27,6 +28,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
+    path("tasks/", include("tasks.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(accounts.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),

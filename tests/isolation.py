@@ -15,19 +15,25 @@ def _ids(body) -> set:
     return {item["id"] for item in items}
 
 
-def assert_isolated(*, detail_url, owner, outsider, writes=(), list_url=None, shared_with=None, object_id=None):
-    owner_client, outsider_client = api_client(owner), api_client(outsider)
+def assert_isolated(
+    *, detail_url, owner, outsider, writes=(), list_url=None, shared_with=None, object_id=None, outsider_key=None
+):
+    """`outsider_key`: also try as the outsider with this API key (every scope it needs), not only a session."""
+    owner_client = api_client(owner)
+    outsiders = [api_client(outsider)] + ([api_client(key=outsider_key)] if outsider_key else [])
 
     assert owner_client.get(detail_url).status_code == 200, "the owner cannot read their own object"
-    read = outsider_client.get(detail_url)
-    assert read.status_code == 404, f"an outsider reading {detail_url} got {read.status_code}, not 404"
-    for method, url in writes:
-        response = getattr(outsider_client, method)(url, {}, format="json")
-        assert response.status_code == 404, f"an outsider's {method.upper()} {url} got {response.status_code}"
+    for outsider_client in outsiders:
+        read = outsider_client.get(detail_url)
+        assert read.status_code == 404, f"an outsider reading {detail_url} got {read.status_code}, not 404"
+        for method, url in writes:
+            response = getattr(outsider_client, method)(url, {}, format="json")
+            assert response.status_code == 404, f"an outsider's {method.upper()} {url} got {response.status_code}"
     if list_url is not None:
         object_id = object_id if object_id is not None else owner_client.get(detail_url).json()["id"]
         assert object_id in _ids(owner_client.get(list_url).json())
-        assert object_id not in _ids(outsider_client.get(list_url).json()), "an outsider sees it in the list"
+        for outsider_client in outsiders:
+            assert object_id not in _ids(outsider_client.get(list_url).json()), "an outsider sees it in the list"
     if shared_with is not None:
         shared_client = api_client(shared_with)
         assert shared_client.get(detail_url).status_code == 200, "the user it is shared with cannot read it"

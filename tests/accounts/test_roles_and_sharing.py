@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from accounts.models import SecurityEvent
-from tests.conftest import api_client, make_key, make_user
+from tests.conftest import PASSWORD, api_client, make_key, make_user
 from tests.isolation import assert_isolated
 from tests.sharing.models import Notebook
 
@@ -161,15 +161,23 @@ def test_admins_create_users_with_a_role_and_list_roles(admin_user):
 
 
 @pytest.mark.django_db
-def test_me_shows_the_role_and_profile_changes_are_validated(alice, bob):
+def test_me_shows_the_role_and_an_email_change_needs_the_password_and_is_recorded(alice, bob):
     client = api_client(alice)
 
     assert client.get("/api/v1/me").json()["role"] == "member"
-    taken = client.patch("/api/v1/me", {"email": "bob@example.com"}, format="json")
-    changed = client.patch("/api/v1/me", {"first_name": "Alice", "email": "alice@new.example"}, format="json")
+    no_password = client.patch("/api/v1/me", {"email": "mine@example.com"}, format="json")
+    taken = client.patch("/api/v1/me", {"email": "bob@example.com", "current_password": PASSWORD}, format="json")
+    changed = client.patch(
+        "/api/v1/me", {"first_name": "Alice", "email": "alice@new.example", "current_password": PASSWORD}, format="json"
+    )
+    renamed = client.patch("/api/v1/me", {"first_name": "Al"}, format="json")
 
+    assert no_password.status_code == 400 and no_password.json()["errors"][0]["attr"] == "current_password"
     assert taken.status_code == 400 and taken.json()["errors"][0]["attr"] == "email"
-    assert changed.status_code == 200 and changed.json()["first_name"] == "Alice"
+    assert changed.status_code == 200 and changed.json()["email"] == "alice@new.example"
+    assert renamed.status_code == 200, "names change without the password"
+    event = SecurityEvent.objects.get(kind="email_changed", user=alice)
+    assert event.detail == {"previous": "alice@example.com"}
 
 
 @pytest.mark.django_db
@@ -200,3 +208,74 @@ def test_operators_browse_security_events_and_the_audit_trail_read_only_in_the_a
     assert b'name="_save"' not in detail.content
     assert client.post(f"/admin/accounts/securityevent/{event.pk}/delete/").status_code == 403
     assert client.get("/admin/accounts/user/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_demoting_a_superuser_takes_away_their_superuser_powers(alice, admin_user):
+    from accounts.services import user_set_role
+
+    root = make_user("root", role="admin")
+    root.is_superuser = True
+    root.save()
+
+    response = api_client(admin_user).patch(f"/api/v1/users/{root.pk}", {"role": "member"}, format="json")
+
+    assert response.status_code == 200 and response.json()["role"] == "member"
+    root.refresh_from_db()
+    assert not root.is_superuser and not root.has_perm("accounts.manage_roles")
+    assert user_set_role  # the API went through the role service
+
+
+@pytest.mark.django_db
+def test_the_admin_form_cannot_deactivate_or_demote_the_last_admin(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get(f"/admin/accounts/user/{admin_user.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields if name not in ("password", "is_active")}
+
+    response = client.post(f"/admin/accounts/user/{admin_user.pk}/change/", {**data, "role": "admin"})  # unticked
+
+    assert response.status_code == 200 and b"last active admin" in response.content
+    admin_user.refresh_from_db()
+    assert admin_user.is_active and admin_user.role == "admin"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_demoting_each_other_at_once_leave_one_admin():
+    import threading
+
+    from django.db import connection
+
+    from accounts.services import Conflict, user_set_role
+
+    first, second = make_user("ann", role="admin"), make_user("ben", role="admin")
+    barrier, outcomes = threading.Barrier(2), []
+
+    def demote(user, actor):
+        barrier.wait()
+        try:
+            user_set_role(user=user, role="member", actor=actor)
+            outcomes.append("demoted")
+        except Conflict:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=demote, args=pair) for pair in [(first, second), (second, first)]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["demoted", "refused"]
+    assert Group.objects.get(name="admin").user_set.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_member_probing_other_user_ids_for_keys_learns_nothing(alice, bob):
+    client = api_client(alice)
+
+    existing = client.post("/api/v1/keys", {"name": "x", "scopes": ["account:read"], "user": bob.pk}, format="json")
+    missing = client.post("/api/v1/keys", {"name": "x", "scopes": ["account:read"], "user": 999999}, format="json")
+
+    assert existing.status_code == missing.status_code == 403

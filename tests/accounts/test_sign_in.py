@@ -2,7 +2,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
+from django.test import Client
 
 from accounts.models import Preferences, SecurityEvent
 from tests.conftest import PASSWORD, api_client, make_user
@@ -12,11 +12,6 @@ User = get_user_model()
 
 def kinds(**filters):
     return list(SecurityEvent.objects.filter(**filters).order_by("id").values_list("kind", flat=True))
-
-
-@pytest.fixture(autouse=True)
-def no_login_counters_left():
-    cache.clear()  # login slowing counts per address and account in Redis; each test starts from zero
 
 
 @pytest.mark.django_db
@@ -269,3 +264,34 @@ def test_with_redis_unreachable_logins_are_refused_with_a_503_not_let_through(cl
     assert page.status_code == 503 and b"unavailable right now" in page.content
     assert api.status_code == 503 and api.json()["errors"][0]["code"] == "service_unavailable"
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_logging_in_to_ones_own_account_does_not_clear_failures_against_another(alice, settings):
+    # Given an attacker who has an account of their own and guesses alice's password in between
+    settings.AXES_FAILURE_LIMIT = 3
+    make_user("mallory")
+    attacker = {"REMOTE_ADDR": "203.0.113.7"}
+    for _ in range(3):
+        login(Client(), "alice", "wrong", **attacker)
+        login(Client(), "mallory", PASSWORD, **attacker)
+
+    # Then the three failures still count: alice's account is locked, even from elsewhere
+    assert login(Client(), "alice", PASSWORD, REMOTE_ADDR="198.51.100.9").status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_api_login_takes_json_only_so_a_cross_site_form_cannot_sign_someone_in(alice):
+    form_post = api_client().post("/api/v1/auth/login", {"username": "alice", "password": PASSWORD})
+
+    assert form_post.status_code == 415
+
+
+@pytest.mark.django_db
+def test_passwords_keep_their_spaces(client):
+    spaced = "  a long passphrase  "
+    api_client().post(
+        "/api/v1/auth/signup", {"username": "sam", "email": "sam@example.com", "password": spaced}, format="json"
+    )
+
+    assert login(client, "sam", spaced).status_code == 302

@@ -39,8 +39,9 @@ def test_a_validation_error_names_the_field_with_a_code_and_carries_the_request_
     assert response.status_code == 400
     assert response.json() == {
         "type": "validation_error",
-        "errors": [{"code": "max_length", "detail": "Ensure this field has no more than 5 characters.",
-                    "attr": "name"}],
+        "errors": [
+            {"code": "max_length", "detail": "Ensure this field has no more than 5 characters.", "attr": "name"}
+        ],
         "request_id": "err-1",
     }
 
@@ -61,7 +62,8 @@ def test_the_schema_documents_the_request_id_on_every_error_response():
     schema = SchemaGenerator(patterns=urlpatterns).get_schema(request=None, public=True)
 
     error_components = {
-        name: component for name, component in schema["components"]["schemas"].items()
+        name: component
+        for name, component in schema["components"]["schemas"].items()
         if {"type", "errors"} <= component.get("properties", {}).keys()
     }
     assert len(error_components) >= 3

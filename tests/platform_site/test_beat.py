@@ -9,9 +9,7 @@ from tests.processes import CeleryProcess
 
 
 @pytest.mark.django_db(transaction=True)
-def test_beat_runs_the_heartbeat_from_the_database_schedule_and_readyz_reports_it(
-    client, celery_worker, tmp_path
-):
+def test_beat_runs_the_heartbeat_from_the_database_schedule_and_readyz_reports_it(client, celery_worker, tmp_path):
     # Given the heartbeat scheduled every second in the database, and no heartbeat recorded yet
     every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(

@@ -45,7 +45,11 @@ def test_a_server_without_pgvector_gets_one_clear_error_naming_what_to_install()
 
     result = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--plan"],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 1

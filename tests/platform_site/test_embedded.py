@@ -35,7 +35,12 @@ def run_in(var_dir, step):
     env["SWITCHBOARD_VAR_DIR"] = str(var_dir)
     return subprocess.run(
         [sys.executable, "-c", SCRIPT, step],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout.splitlines()
 
 

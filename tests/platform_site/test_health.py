@@ -35,8 +35,13 @@ def test_readyz_reports_each_dependency_with_its_latency(client):
 
 @pytest.mark.django_db
 def test_readyz_is_503_naming_redis_when_redis_is_unreachable(client):
-    caches = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": UNREACHABLE_REDIS,
-                          "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5}}}
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": UNREACHABLE_REDIS,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
     with override_settings(CACHES=caches):
         response = client.get("/readyz")
 
@@ -65,8 +70,11 @@ def test_readyz_is_503_naming_the_database_when_postgres_is_unreachable():
         "from django.test import Client; r = Client().get('/readyz', HTTP_HOST='localhost');"
         "print(r.status_code); print(r.content.decode())"
     )
-    env = {**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/switchboard",
-           "DJANGO_SETTINGS_MODULE": "platform_site.settings_test"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/switchboard",
+        "DJANGO_SETTINGS_MODULE": "platform_site.settings_test",
+    }
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
 
     status, body = result.stdout.strip().split("\n", 1)

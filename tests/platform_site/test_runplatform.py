@@ -34,7 +34,11 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
     with open(output, "w") as log:
         platform = subprocess.Popen(
             [sys.executable, "manage.py", "runplatform", "--port", str(port)],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 90

@@ -1,0 +1,176 @@
+"""The tasks API: the caller's tasks (poll, cancel) and webhook endpoints (with a test send)."""
+
+import uuid
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from accounts.api import ConflictError, PolicyMixin, run_service
+from tasks import selectors, services
+from tasks.models import TaskRecord, WebhookEndpoint
+from tasks.serializers import (
+    TaskRecordSerializer,
+    WebhookDeliverySerializer,
+    WebhookEndpointSerializer,
+    WebhookEndpointWithSecretSerializer,
+)
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Repeat a request with the same key to get the first answer back instead of a second task.",
+)
+
+
+def accepted(request, record: TaskRecord) -> Response:
+    """202 with the task and where to poll it."""
+    location = request.build_absolute_uri(reverse("taskrecord-detail", args=[record.pk]))
+    return Response(TaskRecordSerializer(record).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > 200:
+        raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+    return key
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+
+
+def _uuid(pk):
+    try:
+        return uuid.UUID(str(pk))
+    except ValueError:
+        raise exceptions.NotFound() from None
+
+
+@extend_schema(tags=["tasks"])
+class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
+    """Your background tasks, newest first. Poll one until its status is succeeded, failed or cancelled."""
+
+    serializer_class = TaskRecordSerializer
+    pagination_class = NewestFirst
+    queryset = TaskRecord.objects.none()
+    filterset_fields = ["status", "kind"]
+    action_policies = {
+        "list": ("tasks.view_taskrecord", "tasks:read"),
+        "retrieve": ("tasks.view_taskrecord", "tasks:read"),
+        "cancel": ("tasks.change_taskrecord", "tasks:read"),
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return TaskRecord.objects.none()
+        return selectors.task_list(user=self.request.user)
+
+    def retrieve(self, request, pk=None):
+        return Response(TaskRecordSerializer(selectors.task_get(user=request.user, pk=_uuid(pk))).data)
+
+    @extend_schema(
+        request=None, responses={200: TaskRecordSerializer, 409: OpenApiResponse(description="Already finished.")}
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        record = selectors.task_get(user=request.user, pk=_uuid(pk))
+        try:
+            record = services.task_cancel(record=record, actor=request.user)
+        except services.Conflict as error:
+            raise ConflictError(str(error)) from error
+        return Response(TaskRecordSerializer(record).data)
+
+
+@extend_schema(tags=["webhooks"])
+class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
+    """Endpoints that receive your task events, signed per the Standard Webhooks specification."""
+
+    serializer_class = WebhookEndpointSerializer
+    queryset = WebhookEndpoint.objects.none()
+    http_method_names = ["get", "post", "patch", "delete"]
+    action_policies = {
+        "list": ("tasks.view_webhookendpoint", "tasks:read"),
+        "retrieve": ("tasks.view_webhookendpoint", "tasks:read"),
+        "create": ("tasks.add_webhookendpoint", "account:write"),
+        "partial_update": ("tasks.change_webhookendpoint", "account:write"),
+        "destroy": ("tasks.delete_webhookendpoint", "account:write"),
+        "rotate_secret": ("tasks.change_webhookendpoint", "account:write"),
+        "ping": ("tasks.change_webhookendpoint", "account:write"),
+        "deliveries": ("tasks.view_webhookendpoint", "tasks:read"),
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return WebhookEndpoint.objects.none()
+        return selectors.webhook_endpoint_list(user=self.request.user)
+
+    def get_object(self):
+        return selectors.webhook_endpoint_get(user=self.request.user, pk=_int(self.kwargs["pk"]))
+
+    @extend_schema(responses={201: WebhookEndpointWithSecretSerializer})
+    def create(self, request):
+        data = WebhookEndpointSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = {name: data.validated_data[name] for name in ("url", "events") if name in data.validated_data}
+        endpoint, secret = run_service(
+            services.webhook_endpoint_create,
+            owner=request.user,
+            description=data.validated_data.get("description", ""),
+            **fields,
+        )
+        return Response({**WebhookEndpointSerializer(endpoint).data, "secret": secret}, status=201)
+
+    def partial_update(self, request, pk=None):
+        endpoint = self.get_object()
+        data = WebhookEndpointSerializer(endpoint, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        endpoint = run_service(services.webhook_endpoint_update, endpoint=endpoint, **data.validated_data)
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+    def destroy(self, request, pk=None):
+        self.get_object().delete()
+        return Response(status=204)
+
+    @extend_schema(request=None, responses=WebhookEndpointWithSecretSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """A new secret; events are signed with the old one too until previous_secret_valid_until."""
+        endpoint = self.get_object()
+        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
+        return Response({**WebhookEndpointSerializer(endpoint).data, "secret": secret})
+
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY], responses={202: TaskRecordSerializer})
+    @action(detail=True, methods=["post"])
+    def ping(self, request, pk=None):
+        """Send a test event in the background; answers 202 with the task to poll."""
+        endpoint = self.get_object()
+        record, _ = services.task_start(
+            kind="webhooks.ping",
+            owner=request.user,
+            input={"endpoint_id": endpoint.pk},
+            idempotency_key=idempotency_key(request),
+        )
+        return accepted(request, record)
+
+    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        """Recent deliveries to this endpoint, each with its attempts."""
+        deliveries = selectors.delivery_list(endpoint=self.get_object())
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(deliveries, request, view=self)
+        return paginator.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise exceptions.NotFound() from None

@@ -1,0 +1,31 @@
+from celery import shared_task
+
+from tasks import services
+from tasks.models import WebhookDelivery, WebhookEndpoint
+from tasks.tracked import tracked_task
+
+
+@shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True)
+def webhook_deliver_task(delivery_id: int) -> str:
+    """One attempt of a delivery; the service schedules the next one. Receivers dedupe on webhook-id."""
+    return services.webhook_attempt(delivery_id=delivery_id).status
+
+
+@shared_task(name="webhooks.dispatch_due")
+def webhooks_dispatch_due_task() -> int:
+    """Beat job: send deliveries whose next attempt is due."""
+    return services.deliveries_dispatch_due()
+
+
+@tracked_task("webhooks.ping")
+def webhook_ping_task(self, *, endpoint_id: int) -> dict:
+    """Send a test event to one endpoint and report what the receiver answered."""
+    endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    [delivery] = services.webhooks_emit_to(endpoint=endpoint, event_type="webhook.ping", data={"endpoint": endpoint.pk})
+    delivery = services.webhook_attempt(delivery_id=delivery.pk)
+    last = delivery.attempt_log.order_by("-number").first()
+    return {
+        "delivered": delivery.status == WebhookDelivery.Status.SUCCEEDED,
+        "status_code": last.status_code if last else None,
+        "error": last.error if last else "",
+    }

@@ -1,0 +1,95 @@
+"""The tracked-task base: every tracked Celery task gets its status, attempts, progress and result written.
+
+    @tracked_task("memory.import")
+    def memory_import_task(self, *, namespace_id):
+        for n, batch in enumerate(batches):
+            self.progress(100 * n // total, f"batch {n}")   # also where a cancellation stops the task
+            ...
+        return {"imported": count}
+
+Start one with `tasks.services.task_start(kind="memory.import", owner=..., input={...})`: the record is
+written at once and the message is sent when the transaction commits. Delivery is at least once (late
+acknowledgement, requeued when the worker process dies); the record makes the effect happen once: a
+delivery of a task that already finished or was cancelled is dropped before it runs. Raise
+`TransientError` for failures worth retrying (exponential backoff with jitter); anything else fails the
+task. Retries, backoff cap and time limits come from TASK_POLICIES per kind (settings).
+"""
+
+from celery import Task, shared_task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from django.conf import settings
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from tasks.models import TaskRecord
+
+Status = TaskRecord.Status
+
+
+class TransientError(Exception):
+    """A failure that may pass (a timeout, a 503): the task is retried with backoff."""
+
+
+class TaskCancelled(Exception):
+    """The task's record was cancelled while it ran; raised at its next progress report."""
+
+
+def task_policy(kind: str) -> dict:
+    """Celery options of a kind: the defaults overlaid with TASK_POLICIES[kind]."""
+    return {**settings.TASK_DEFAULT_POLICY, **settings.TASK_POLICIES.get(kind, {})}
+
+
+class TrackedTask(Task):
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = (TransientError,)
+    retry_backoff = True
+    retry_jitter = True
+
+    def before_start(self, task_id, args, kwargs):
+        """Claim the record; a duplicate delivery of a finished or cancelled task stops here."""
+        claimed = TaskRecord.objects.filter(pk=task_id, status__in=TaskRecord.UNFINISHED).update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), Now()),
+            updated_at=timezone.now(),
+        )
+        if not claimed:
+            raise Ignore()
+
+    def progress(self, percent: int, message: str = "") -> None:
+        updated = TaskRecord.objects.filter(pk=self.request.id, status=Status.RUNNING).update(
+            progress_percent=max(0, min(100, int(percent))), progress_message=message[:200], updated_at=timezone.now()
+        )
+        if not updated:
+            raise TaskCancelled()
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        TaskRecord.objects.filter(pk=task_id, status=Status.RUNNING).update(
+            status=Status.RETRYING, error=_describe(exc), updated_at=timezone.now()
+        )
+
+    def on_success(self, retval, task_id, args, kwargs):
+        self._finish(task_id, Status.SUCCEEDED, result=retval, progress_percent=100, error="")
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        if isinstance(exc, TaskCancelled):
+            return  # the cancel service has written the record and told the owner
+        error = "Timed out." if isinstance(exc, SoftTimeLimitExceeded) else _describe(exc)
+        self._finish(task_id, Status.FAILED, error=error)
+
+    def _finish(self, task_id, status, **fields):
+        from tasks.services import task_finished
+
+        task_finished(task_id=task_id, status=status, **fields)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"[:2000]
+
+
+def tracked_task(kind: str, **options):
+    """Declare a tracked Celery task named `kind`, bound (its first argument is the task)."""
+    return shared_task(base=TrackedTask, bind=True, name=kind, **{**task_policy(kind), **options})

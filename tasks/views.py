@@ -1,0 +1,76 @@
+"""Browser pages: your tasks, your webhook endpoints and their deliveries."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from tasks import selectors, services
+from tasks.forms import WebhookEndpointForm
+
+
+@login_required
+def task_list(request):
+    page = Paginator(selectors.task_list(user=request.user), 50).get_page(request.GET.get("page"))
+    return render(request, "tasks/tasks.html", {"page": page})
+
+
+@login_required
+@require_POST
+def task_cancel(request, pk):
+    record = selectors.task_get(user=request.user, pk=pk)
+    try:
+        services.task_cancel(record=record, actor=request.user)
+        messages.success(request, "Task cancelled.")
+    except services.Conflict as error:
+        messages.error(request, str(error))
+    return redirect("tasks")
+
+
+@login_required
+@never_cache
+def webhooks(request):
+    form = WebhookEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, secret = services.webhook_endpoint_create(owner=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
+        else:
+            return render(request, "tasks/webhook_secret.html", {"endpoint": endpoint, "secret": secret})
+    endpoints = selectors.webhook_endpoint_list(user=request.user)
+    return render(request, "tasks/webhooks.html", {"form": form, "endpoints": endpoints})
+
+
+@login_required
+def webhook_detail(request, pk):
+    endpoint = selectors.webhook_endpoint_get(user=request.user, pk=pk)
+    deliveries = selectors.delivery_list(endpoint=endpoint)[:50]
+    return render(request, "tasks/webhook_detail.html", {"endpoint": endpoint, "deliveries": deliveries})
+
+
+@login_required
+@require_POST
+def webhook_action(request, pk, action):
+    endpoint = selectors.webhook_endpoint_get(user=request.user, pk=pk)
+    if action == "ping":
+        services.task_start(kind="webhooks.ping", owner=request.user, input={"endpoint_id": endpoint.pk})
+        messages.success(request, "A test event is on its way; its delivery appears below.")
+    elif action == "enable":
+        services.webhook_endpoint_update(endpoint=endpoint, is_active=True)
+        messages.success(request, "Endpoint enabled.")
+    elif action == "disable":
+        services.webhook_endpoint_update(endpoint=endpoint, is_active=False)
+        messages.success(request, "Endpoint disabled.")
+    elif action == "rotate":
+        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
+        return render(request, "tasks/webhook_secret.html", {"endpoint": endpoint, "secret": secret, "rotated": True})
+    elif action == "delete":
+        endpoint.delete()
+        messages.success(request, "Endpoint deleted.")
+        return redirect("webhooks")
+    return redirect("webhook_detail", pk=endpoint.pk)
