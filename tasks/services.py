@@ -40,8 +40,7 @@ def task_start(
     With an idempotency key, asking again (same owner, kind and key) returns the first record and sends
     nothing: (record, created).
     """
-    if kind not in current_app.tasks:
-        raise ValueError(f"no tracked task named {kind!r}")
+    _tracked_task(kind)  # fails early for an unknown kind
     input = input or {}
     if idempotency_key:
         existing = TaskRecord.objects.filter(owner=owner, kind=kind, idempotency_key=idempotency_key).first()
@@ -62,8 +61,17 @@ def task_start(
     return record, True
 
 
+def _tracked_task(kind: str):
+    """The Celery task of a kind. Web processes import the apps' task modules on first use (workers at start)."""
+    if kind not in current_app.tasks:
+        current_app.loader.import_default_modules()
+    if kind not in current_app.tasks:
+        raise ValueError(f"no tracked task named {kind!r}")
+    return current_app.tasks[kind]
+
+
 def _send_on_commit(record: TaskRecord) -> None:
-    task = current_app.tasks[record.kind]
+    task = _tracked_task(record.kind)
     transaction.on_commit(lambda: task.apply_async(kwargs=record.input, task_id=str(record.id)))
 
 

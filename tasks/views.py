@@ -43,7 +43,10 @@ def webhooks(request):
         else:
             return render(request, "tasks/webhook_secret.html", {"endpoint": endpoint, "secret": secret})
     endpoints = selectors.webhook_endpoint_list(user=request.user)
-    return render(request, "tasks/webhooks.html", {"form": form, "endpoints": endpoints})
+    disabled = selectors.webhook_endpoints_disabled(user=request.user)
+    return render(
+        request, "tasks/webhooks.html", {"form": form, "endpoints": endpoints, "disabled_endpoints": disabled}
+    )
 
 
 @login_required
