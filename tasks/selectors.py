@@ -3,6 +3,7 @@
 from celery import current_app
 from django.db.models import Count, QuerySet
 from django.http import Http404
+from kombu.exceptions import ChannelError
 
 from tasks.models import TaskRecord, WebhookDelivery, WebhookEndpoint
 
@@ -53,6 +54,9 @@ def queue_depth(queue: str = "celery") -> int | None:
     try:
         with current_app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1)
-            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            try:
+                return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except ChannelError:  # no such queue yet (Redis drops an empty one): nothing waits
+                return 0
     except Exception:  # the admin page must render even with the broker down
         return None

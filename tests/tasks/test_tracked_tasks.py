@@ -193,3 +193,31 @@ def test_the_broker_visibility_timeout_must_outlast_the_longest_task(settings):
 
     settings.CELERY_BROKER_URL = "amqp://guest:guest@localhost:5672//"
     check_visibility_timeout()  # RabbitMQ has no visibility timeout
+
+
+def test_operators_see_queue_depth_and_tasks_per_status_and_retry_a_failed_task(client, celery_worker):
+    from kombu import Queue
+
+    from tasks.selectors import queue_depth
+    from tests.conftest import make_user
+
+    failed = start("tests.fail")
+    wait_until(lambda: finished(failed.pk))
+    with current_app.connection_for_write() as connection:  # a message nobody consumes: queue depth 1
+        name = f"depth-test-{uuid.uuid4().hex}"
+        queue = Queue(name, routing_key=name)
+        connection.Producer().publish({"x": 1}, routing_key=name, declare=[queue])
+        try:
+            assert queue_depth(name) == 1
+        finally:
+            queue(connection.default_channel).delete()
+    assert queue_depth("no-such-queue") == 0
+    client.force_login(make_user("olga", role="operator"))
+
+    page = client.get("/admin/tasks/taskrecord/").content.decode()
+    retried = client.post("/admin/tasks/taskrecord/", {"action": "retry_failed", "_selected_action": [failed.pk]})
+
+    assert "Queue depth: <strong>" in page and "failed: <strong>1</strong>" in page
+    assert retried.status_code == 302
+    again = wait_until(lambda: finished(failed.pk))
+    assert (again.status, again.attempts) == (Status.FAILED, 2)

@@ -69,7 +69,9 @@ class Command(BaseCommand):
         try:
             honcho.wait()
         except KeyboardInterrupt:
-            # The terminal sent SIGINT to honcho too; give it time to stop web, worker and beat.
+            # From a terminal honcho got the SIGINT too; sent to this process alone, it did not. Either way
+            # ask it to stop web, worker and beat, and give it time.
+            honcho.terminate()
             try:
                 honcho.wait(timeout=30)
             except subprocess.TimeoutExpired:
