@@ -26,6 +26,8 @@ SCOPES = {
     "workflows:read": "Read workflows and their runs",
     "workflows:run": "Run workflows",
     "tasks:read": "Read background tasks",
+    "tasks:write": "Cancel background tasks",
+    "webhooks:manage": "Manage webhook endpoints (they receive your task results)",
     "users:manage": "Manage users and roles (admins)",
 }
 

@@ -1,23 +1,24 @@
 """Secrets the platform must use again (webhook signing secrets, provider credentials) are kept encrypted.
 
-Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with the key FIELD_ENCRYPTION_KEY, or one derived
-from SECRET_KEY when that is unset. Changing the key makes stored secrets unreadable: rotate them after.
+Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with the keys FIELD_ENCRYPTION_KEYS: the first
+encrypts, every one decrypts, so a new key goes first and the old one stays until secrets are re-encrypted.
+Without keys, one is derived from SECRET_KEY (then changing SECRET_KEY makes stored secrets unreadable).
 """
 
 import base64
 import hashlib
 from functools import cache
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 
 @cache
-def _fernet() -> Fernet:
-    if settings.FIELD_ENCRYPTION_KEY:
-        return Fernet(settings.FIELD_ENCRYPTION_KEY.encode())
+def _fernet() -> MultiFernet:
+    if settings.FIELD_ENCRYPTION_KEYS:
+        return MultiFernet([Fernet(key.encode()) for key in settings.FIELD_ENCRYPTION_KEYS])
     derived = hashlib.sha256(b"switchboard field encryption:" + settings.SECRET_KEY.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(derived))])
 
 
 def encrypt(text: str) -> str:

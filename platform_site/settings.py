@@ -193,6 +193,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=30)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # with late acknowledgement, a worker holds one message per process
+# When a worker loses the broker, Redis hands its unacknowledged messages to others: stop the running
+# copies rather than let them run twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}  # slow receivers cannot hold up other work
 # Redis redelivers a message not acknowledged within this many seconds: it must outlast any task's time
 # limit plus retry wait (checked at start-up by tasks.apps), or a slow task would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)}
@@ -226,8 +230,9 @@ WEBHOOK_SECRET_ROTATION_GRACE_HOURS = env.float("WEBHOOK_SECRET_ROTATION_GRACE_H
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=PRODUCTION)
 WEBHOOK_ALLOWED_HOSTS = env.list("WEBHOOK_ALLOWED_HOSTS", default=[])  # 'host' or 'host:port', for development
 WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.int("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=30)
-# Key for secrets kept encrypted (Fernet, 32 url-safe base64 bytes); derived from SECRET_KEY when unset.
-FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
+# Keys for secrets kept encrypted (Fernet keys, comma-separated): the first encrypts, all decrypt, so a key
+# can be rotated. Derived from SECRET_KEY when unset.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 # --- auth ---------------------------------------------------------------------------------------------
 

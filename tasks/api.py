@@ -64,7 +64,7 @@ class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
     action_policies = {
         "list": ("tasks.view_taskrecord", "tasks:read"),
         "retrieve": ("tasks.view_taskrecord", "tasks:read"),
-        "cancel": ("tasks.change_taskrecord", "tasks:read"),
+        "cancel": ("tasks.change_taskrecord", "tasks:write"),
     }
 
     def get_queryset(self):
@@ -96,14 +96,14 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
     queryset = WebhookEndpoint.objects.none()
     http_method_names = ["get", "post", "patch", "delete"]
     action_policies = {
-        "list": ("tasks.view_webhookendpoint", "tasks:read"),
-        "retrieve": ("tasks.view_webhookendpoint", "tasks:read"),
-        "create": ("tasks.add_webhookendpoint", "account:write"),
-        "partial_update": ("tasks.change_webhookendpoint", "account:write"),
-        "destroy": ("tasks.delete_webhookendpoint", "account:write"),
-        "rotate_secret": ("tasks.change_webhookendpoint", "account:write"),
-        "ping": ("tasks.change_webhookendpoint", "account:write"),
-        "deliveries": ("tasks.view_webhookendpoint", "tasks:read"),
+        "list": ("tasks.view_webhookendpoint", "webhooks:manage"),
+        "retrieve": ("tasks.view_webhookendpoint", "webhooks:manage"),
+        "create": ("tasks.add_webhookendpoint", "webhooks:manage"),
+        "partial_update": ("tasks.change_webhookendpoint", "webhooks:manage"),
+        "destroy": ("tasks.delete_webhookendpoint", "webhooks:manage"),
+        "rotate_secret": ("tasks.change_webhookendpoint", "webhooks:manage"),
+        "ping": ("tasks.change_webhookendpoint", "webhooks:manage"),
+        "deliveries": ("tasks.view_webhookendpoint", "webhooks:manage"),
     }
 
     def get_queryset(self):

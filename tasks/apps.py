@@ -5,18 +5,33 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # Brokers that redeliver an unacknowledged message after a visibility timeout.
-VISIBILITY_TIMEOUT_BROKERS = {"redis", "rediss", "redis+socket", "sqs"}
+VISIBILITY_TIMEOUT_BROKERS = {"redis", "rediss", "redis+socket", "sentinel", "sqs"}
+
+
+def _policies() -> list[dict]:
+    return [
+        settings.TASK_DEFAULT_POLICY,
+        *({**settings.TASK_DEFAULT_POLICY, **p} for p in settings.TASK_POLICIES.values()),
+    ]
 
 
 def longest_hold_seconds() -> float:
     """The longest a worker may hold a message unacknowledged: a retry wait plus a run to its time limit."""
-    policies = [
-        settings.TASK_DEFAULT_POLICY,
-        *({**settings.TASK_DEFAULT_POLICY, **p} for p in settings.TASK_POLICIES.values()),
-    ]
-    longest_task = max(p.get("retry_backoff_max", 0) + p.get("time_limit", 0) for p in policies)
-    longest_webhook = settings.WEBHOOK_MAX_COUNTDOWN_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS
+    longest_task = max((p.get("retry_backoff_max") or 0) + (p.get("time_limit") or 0) for p in _policies())
+    longest_webhook = settings.WEBHOOK_MAX_COUNTDOWN_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 10
     return max(longest_task, longest_webhook)
+
+
+def check_task_settings() -> None:
+    """Refuse to start on task settings that would make Celery fail or deliver a task twice."""
+    for kind, policy in [("default", settings.TASK_DEFAULT_POLICY), *settings.TASK_POLICIES.items()]:
+        merged = {**settings.TASK_DEFAULT_POLICY, **policy}
+        soft, hard = merged.get("soft_time_limit"), merged.get("time_limit")
+        if soft and hard and soft >= hard:
+            raise ImproperlyConfigured(
+                f"TASK_POLICIES[{kind!r}]: soft_time_limit ({soft}) must be below time_limit ({hard})."
+            )
+    check_visibility_timeout()
 
 
 def check_visibility_timeout() -> None:
@@ -54,4 +69,4 @@ class TasksConfig(AppConfig):
     }
 
     def ready(self):
-        check_visibility_timeout()
+        check_task_settings()

@@ -34,10 +34,19 @@ class Response:
     body_excerpt: str
 
 
+GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
 def is_public_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        for embedded in (ip.ipv4_mapped, ip.sixtofour, ip.teredo and ip.teredo[1]):
+        # Only global unicast: this also refuses NAT64 (64:ff9b::/96), IPv4-compatible and -translated forms
+        # and site-local fec0::/10, which can all lead back to private IPv4 networks.
+        if ip.ipv4_mapped is not None:
+            return is_public_address(str(ip.ipv4_mapped))
+        if ip not in GLOBAL_UNICAST_V6:
+            return False
+        for embedded in (ip.sixtofour, ip.teredo and ip.teredo[1]):
             if embedded is not None and not is_public_address(str(embedded)):
                 return False
     return ip.is_global and not ip.is_multicast

@@ -12,7 +12,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -72,7 +72,28 @@ def _tracked_task(kind: str):
 
 def _send_on_commit(record: TaskRecord) -> None:
     task = _tracked_task(record.kind)
-    transaction.on_commit(lambda: task.apply_async(kwargs=record.input, task_id=str(record.id)))
+    transaction.on_commit(lambda: _send_quietly(task, kwargs=record.input, task_id=str(record.id)))
+
+
+def _send_quietly(task, **options) -> None:
+    """Send a message; with the broker down, log it and leave the row for the beat job that resends."""
+    try:
+        task.apply_async(**options)
+    except Exception:
+        logger.exception("could not send %s to the broker; it will be resent", task.name)
+
+
+def tasks_resend_queued(*, older_than: timedelta = timedelta(minutes=2)) -> int:
+    """Beat job: send again tasks still queued long after they were started (their message may be lost).
+
+    Safe because a delivery of a task that has started or finished is dropped by the claim.
+    """
+    cutoff = timezone.now() - older_than
+    stale = list(TaskRecord.objects.filter(status=Status.QUEUED, created_at__lt=cutoff, updated_at__lt=cutoff)[:500])
+    for record in stale:
+        TaskRecord.objects.filter(pk=record.pk).update(updated_at=timezone.now())
+        _send_quietly(_tracked_task(record.kind), kwargs=record.input, task_id=str(record.id))
+    return len(stale)
 
 
 def task_finished(*, task_id, status: str, **fields) -> None:
@@ -206,10 +227,16 @@ def _new_delivery(endpoint, event_type, data) -> WebhookDelivery:
     )
 
 
+# A message for a delivery may run this much before its due time (clocks, ETA rounding).
+DUE_TOLERANCE = timedelta(seconds=1)
+
+
 def _send_delivery_on_commit(delivery_id: int, countdown: float = 0) -> None:
+    """Send the attempt's message after commit and mark the delivery as dispatched (see deliveries_dispatch_due)."""
     from tasks.tasks import webhook_deliver_task
 
-    transaction.on_commit(lambda: webhook_deliver_task.apply_async(args=[delivery_id], countdown=countdown))
+    WebhookDelivery.objects.filter(pk=delivery_id).update(dispatched_at=timezone.now())
+    transaction.on_commit(lambda: _send_quietly(webhook_deliver_task, args=[delivery_id], countdown=countdown))
 
 
 def retry_delay(attempt: int) -> timedelta | None:
@@ -243,41 +270,31 @@ def signature_headers(endpoint: WebhookEndpoint, event_id: str, body: str, now: 
     }
 
 
-def webhook_attempt(*, delivery_id: int) -> WebhookDelivery:
-    """Make one attempt of a pending delivery, record it, and schedule the next or close the delivery."""
+def _lease() -> timedelta:
+    """How long an attempt holds its delivery: the whole request may take this long before another may try."""
+    return timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 30)
+
+
+def webhook_attempt(*, delivery_id: int) -> WebhookDelivery | None:
+    """Make one attempt of a pending delivery, record it, and schedule the next or close the delivery.
+
+    The attempt first leases the delivery (moves its next attempt past the request's deadline), so a second
+    message for the same delivery, early or duplicated, finds nothing due and does nothing. No transaction is
+    held during the HTTP request.
+    """
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now + DUE_TOLERANCE
+    ).update(next_attempt_at=now + _lease(), dispatched_at=None)
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+    if not claimed:  # not due (a duplicate or early message), finished, or deleted with its endpoint
+        return delivery
+    endpoint = delivery.endpoint
+    if not endpoint.is_active:
+        return _close(delivery, WebhookDelivery.Status.FAILED)
+    number = delivery.attempts + 1
+    attempt, platform_fault = _post_event(delivery, number, now)
     with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .select_related("endpoint")
-            .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING)
-            .first()
-        )
-        if delivery is None:  # finished, or another worker holds it right now
-            return WebhookDelivery.objects.get(pk=delivery_id)
-        endpoint = delivery.endpoint
-        if not endpoint.is_active:
-            return _close(delivery, WebhookDelivery.Status.FAILED)
-        now = timezone.now()
-        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-        number = delivery.attempts + 1
-        attempt = WebhookAttempt(delivery=delivery, number=number, started_at=now)
-        try:
-            response = outbound.post(
-                endpoint.url,
-                body.encode(),
-                signature_headers(endpoint, delivery.event_id, body, now),
-                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            )
-            attempt.status_code, attempt.latency_ms = response.status, response.latency_ms
-            attempt.succeeded = 200 <= response.status < 300
-            if 300 <= response.status < 400:
-                attempt.error = "Redirects are not followed."
-            elif not attempt.succeeded:
-                attempt.error = response.body_excerpt[:500]
-        except outbound.UnsafeDestination as error:
-            attempt.error = str(error)
-        except (OSError, ValueError) as error:  # connection refused, timeout, TLS, bad response
-            attempt.error = f"{error.__class__.__name__}: {error}"[:500]
         attempt.save()
         delivery.attempts = number
         delivery.save(update_fields=["attempts"])
@@ -291,7 +308,8 @@ def webhook_attempt(*, delivery_id: int) -> WebhookDelivery:
         if attempt.succeeded:
             WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=0)
             return _close(delivery, WebhookDelivery.Status.SUCCEEDED)
-        _count_failure(endpoint, gone=attempt.status_code == 410)
+        if not platform_fault:  # our own failure must not count against the receiver
+            _count_failure(endpoint, gone=attempt.status_code == 410)
         delay = None if attempt.status_code == 410 else retry_delay(number)
         if delay is None:
             return _close(delivery, WebhookDelivery.Status.FAILED)
@@ -301,6 +319,34 @@ def webhook_attempt(*, delivery_id: int) -> WebhookDelivery:
             _send_delivery_on_commit(delivery.pk, countdown=delay.total_seconds())
         # longer waits are picked up by the beat job `webhooks.dispatch_due`
         return delivery
+
+
+def _post_event(delivery: WebhookDelivery, number: int, now: datetime) -> tuple[WebhookAttempt, bool]:
+    """One POST of the event: the attempt to record, and whether a failure was ours rather than the receiver's."""
+    attempt = WebhookAttempt(delivery=delivery, number=number, started_at=now)
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+    try:
+        headers = signature_headers(delivery.endpoint, delivery.event_id, body, now)
+    except ValueError as error:  # the signing secret cannot be decrypted (FIELD_ENCRYPTION_KEYS changed)
+        logger.error("webhook endpoint %s: %s", delivery.endpoint_id, error)
+        attempt.error = "Switchboard could not sign the event; operators have been alerted."
+        return attempt, True
+    try:
+        response = outbound.post(
+            delivery.endpoint.url, body.encode(), headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
+        )
+    except outbound.UnsafeDestination as error:
+        attempt.error = str(error)
+    except Exception as error:  # refused, timed out, TLS, a malformed answer: all the receiver's failures
+        attempt.error = f"{error.__class__.__name__}: {error}"[:500]
+    else:
+        attempt.status_code, attempt.latency_ms = response.status, response.latency_ms
+        attempt.succeeded = 200 <= response.status < 300
+        if 300 <= response.status < 400:
+            attempt.error = "Redirects are not followed."
+        elif not attempt.succeeded:
+            attempt.error = response.body_excerpt[:500]
+    return attempt, False
 
 
 def _close(delivery: WebhookDelivery, status: str) -> WebhookDelivery:
@@ -328,8 +374,12 @@ def _count_failure(endpoint: WebhookEndpoint, *, gone: bool) -> None:
 def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> int:
     """Send the pending deliveries whose next attempt is due (beat job, for waits too long to hold)."""
     now = now or timezone.now()
+    # A delivery whose message went out recently is in a worker's hands (or held for its countdown); one
+    # dispatched long ago, or never, has lost its message or waits on the database: send it.
+    stale = now - timedelta(seconds=settings.WEBHOOK_MAX_COUNTDOWN_SECONDS * 2)
     due = list(
         WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )

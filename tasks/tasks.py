@@ -1,14 +1,22 @@
 from celery import shared_task
+from django.conf import settings
 
 from tasks import services
 from tasks.models import WebhookDelivery, WebhookEndpoint
 from tasks.tracked import tracked_task
 
+# A slow receiver cannot hold a worker longer than this (each socket read has WEBHOOK_TIMEOUT_SECONDS).
+WEBHOOK_TIME_LIMITS = {
+    "soft_time_limit": settings.WEBHOOK_TIMEOUT_SECONDS * 3,
+    "time_limit": settings.WEBHOOK_TIMEOUT_SECONDS * 3 + 10,
+}
 
-@shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True, **WEBHOOK_TIME_LIMITS)
 def webhook_deliver_task(delivery_id: int) -> str:
     """One attempt of a delivery; the service schedules the next one. Receivers dedupe on webhook-id."""
-    return services.webhook_attempt(delivery_id=delivery_id).status
+    delivery = services.webhook_attempt(delivery_id=delivery_id)
+    return delivery.status if delivery else "gone"
 
 
 @shared_task(name="webhooks.dispatch_due")
@@ -17,7 +25,13 @@ def webhooks_dispatch_due_task() -> int:
     return services.deliveries_dispatch_due()
 
 
-@tracked_task("webhooks.ping")
+@shared_task(name="tasks.resend_queued")
+def tasks_resend_queued_task() -> int:
+    """Beat job: send again tracked tasks whose message never reached a worker (broker down at the time)."""
+    return services.tasks_resend_queued()
+
+
+@tracked_task("webhooks.ping", max_retries=0, **WEBHOOK_TIME_LIMITS)
 def webhook_ping_task(self, *, endpoint_id: int) -> dict:
     """Send a test event to one endpoint and report what the receiver answered."""
     endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)

@@ -58,18 +58,21 @@ class TrackedTask(Task):
         )
         if not claimed:
             raise Ignore()
+        # Which attempt this run is: a late on_retry of an earlier run must not touch a later one.
+        self.request.claimed_attempt = TaskRecord.objects.values_list("attempts", flat=True).get(pk=task_id)
 
     def progress(self, percent: int, message: str = "") -> None:
-        updated = TaskRecord.objects.filter(pk=self.request.id, status=Status.RUNNING).update(
+        updated = TaskRecord.objects.filter(pk=self.request.id, status__in=TaskRecord.UNFINISHED).update(
             progress_percent=max(0, min(100, int(percent))), progress_message=message[:200], updated_at=timezone.now()
         )
         if not updated:
             raise TaskCancelled()
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
-        TaskRecord.objects.filter(pk=task_id, status=Status.RUNNING).update(
-            status=Status.RETRYING, error=_describe(exc), updated_at=timezone.now()
-        )
+        # Celery has already sent the retry; if it started, it claimed a higher attempt and this matches nothing.
+        TaskRecord.objects.filter(
+            pk=task_id, status=Status.RUNNING, attempts=getattr(self.request, "claimed_attempt", -1)
+        ).update(status=Status.RETRYING, error=_describe(exc), updated_at=timezone.now())
 
     def on_success(self, retval, task_id, args, kwargs):
         self._finish(task_id, Status.SUCCEEDED, result=retval, progress_percent=100, error="")

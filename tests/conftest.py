@@ -26,6 +26,8 @@ def celery_worker(django_db_setup, tmp_path_factory):
         tmp_path_factory.mktemp("celery") / "worker.log",
         "--pool",
         "solo",
+        "--queues",
+        "celery,webhooks",
         "--include",
         "tests.worker_tasks",
         "--without-mingle",

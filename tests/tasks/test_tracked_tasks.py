@@ -221,3 +221,12 @@ def test_operators_see_queue_depth_and_tasks_per_status_and_retry_a_failed_task(
     assert retried.status_code == 302
     again = wait_until(lambda: finished(failed.pk))
     assert (again.status, again.attempts) == (Status.FAILED, 2)
+
+
+def test_a_soft_time_limit_above_the_hard_one_stops_start_up(settings):
+    from tasks.apps import check_task_settings
+
+    settings.TASK_POLICIES = {"x.slow": {"time_limit": 60}}  # inherits the default soft limit of 540 s
+
+    with pytest.raises(ImproperlyConfigured, match="soft_time_limit"):
+        check_task_settings()

@@ -191,7 +191,7 @@ def test_private_loopback_link_local_and_metadata_addresses_are_refused_at_regis
     assert not WebhookEndpoint.objects.exists()
 
 
-def test_the_address_is_checked_again_at_each_send(alice, receiver):
+def test_the_address_is_checked_again_at_each_send_by_name(alice, receiver):
     # Given an endpoint whose name resolved to a public address when registered but to loopback now
     port = receiver.url.split(":")[2].split("/")[0]
     endpoint = WebhookEndpoint.objects.create(
@@ -260,3 +260,114 @@ def test_another_users_endpoint_is_a_404(alice, charlie, receiver):
         list_url="/api/v1/webhooks",
     )
     assert api_client(charlie).get(f"/api/v1/webhooks/{endpoint['id']}/deliveries").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd00:ec2::254",
+        "fec0::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::1",
+        "::7f00:1",
+        "::ffff:0:a9fe:a9fe",
+        "2002:7f00:1::",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "ff02::1",
+    ],
+)
+def test_non_public_addresses_are_recognised_in_every_ip_form(address):
+    from tasks.outbound import is_public_address
+
+    assert not is_public_address(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:1.1.1.1"])
+def test_public_addresses_pass(address):
+    from tasks.outbound import is_public_address
+
+    assert is_public_address(address)
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "localhost"])
+def test_numeric_spellings_of_loopback_are_resolved_then_refused(host):
+    from tasks.outbound import UnsafeDestination, check_url
+
+    with pytest.raises(UnsafeDestination, match="non-public"):
+        check_url(f"http://{host}:8080/hook")
+
+
+def test_a_malformed_answer_is_a_recorded_failed_attempt_not_a_crash(alice):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.2", 0))
+    server.listen()
+
+    def answer_garbage():
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.sendall(b"garbage\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    endpoint = WebhookEndpoint.objects.create(
+        owner=alice,
+        url=f"http://127.0.0.2:{server.getsockname()[1]}/",
+        events=["webhook.ping"],
+        secret_encrypted=encrypt("whsec_" + base64.b64encode(b"k" * 24).decode()),
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="msg_bad", event_type="webhook.ping", payload={}, next_attempt_at=timezone.now()
+    )
+
+    webhook_attempt(delivery_id=delivery.pk)
+    server.close()
+
+    delivery.refresh_from_db()
+    attempt = delivery.attempt_log.get()
+    assert delivery.attempts == 1 and "BadStatusLine" in attempt.error
+    assert delivery.status == "pending" and delivery.next_attempt_at > timezone.now()
+
+
+def test_a_second_message_for_a_delivery_that_is_not_due_does_nothing(alice, receiver, settings):
+    receiver.statuses = [500]
+    settings.WEBHOOK_RETRY_SCHEDULE = [120]
+    endpoint = WebhookEndpoint.objects.get(pk=register(alice, receiver.url)["id"])
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id="msg_dup", event_type="webhook.ping", payload={}, next_attempt_at=timezone.now()
+    )
+
+    webhook_attempt(delivery_id=delivery.pk)  # fails; the next attempt is scheduled
+    webhook_attempt(delivery_id=delivery.pk)  # a duplicate message arrives at once
+    deliveries_dispatch_due()  # and the dispatcher runs
+
+    assert len(receiver.requests) == 1
+    assert WebhookDelivery.objects.get(pk=delivery.pk).attempts == 1
+
+
+def test_a_read_only_key_cannot_cancel_tasks_or_see_webhooks(alice):
+    from tests.conftest import make_key
+
+    reader = api_client(key=make_key(alice, scopes=["tasks:read"]))
+    with transaction.atomic():
+        record, _ = task_start(kind="tests.slow_append", owner=alice, input={"key": "k", "steps": 1, "step_seconds": 0})
+
+    assert reader.get(f"/api/v1/tasks/{record.pk}").status_code == 200
+    assert reader.post(f"/api/v1/tasks/{record.pk}/cancel").status_code == 403
+    assert reader.get("/api/v1/webhooks").status_code == 403
