@@ -61,3 +61,10 @@ def slow_append_task(self, *, key: str, steps: int, step_seconds: float):
 def slow_append_killable_task(self, *, key: str, steps: int, step_seconds: float):
     """The same, routed to its own queue so that a test can kill the worker process running it."""
     return _slow_append(self, key, steps, step_seconds)
+
+
+@tracked_task("tests.overrun", soft_time_limit=1, time_limit=5)
+def overrun_task(self):
+    """Runs past its soft time limit (routed to the prefork worker: time limits need a process pool)."""
+    time.sleep(3)
+    return "finished anyway"

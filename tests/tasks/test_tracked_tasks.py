@@ -126,42 +126,42 @@ def test_a_queued_task_that_is_cancelled_never_runs(celery_worker, alice):
     assert redis().lrange(key, 0, -1) == []
 
 
-def test_a_task_whose_worker_process_is_killed_is_delivered_again_and_completes_once(tmp_path):
-    # Given a worker with a process pool, on its own queue
+@pytest.fixture(scope="module")
+def prefork_worker(django_db_setup, tmp_path_factory):
+    """A worker with a process pool (needed to kill a task's process and for time limits), on its own queue."""
     worker = CeleryProcess(
         "worker",
-        tmp_path / "kill-worker.log",
-        "--pool",
-        "prefork",
-        "--concurrency",
-        "1",
-        "--queues",
-        "kill-test",
-        "--include",
-        "tests.worker_tasks",
-        "--without-mingle",
-        "--without-gossip",
-    )
-    try:
-        worker.wait_for_log("ready.")
-        key = f"effects:{uuid.uuid4().hex}"
-        record = start("tests.slow_append_killable", key=key, steps=6, step_seconds=0.3)
-        wait_until(
-            lambda: TaskRecord.objects.filter(pk=record.pk, status=Status.RUNNING, progress_percent__gt=0).exists()
-        )
+        tmp_path_factory.mktemp("prefork") / "worker.log",
+        "--pool", "prefork", "--concurrency", "1", "--queues", "kill-test",
+        "--include", "tests.worker_tasks", "--without-mingle", "--without-gossip",
+    )  # fmt: skip
+    worker.wait_for_log("ready.")
+    yield worker
+    worker.stop()
 
-        # When the process running it dies mid-task
-        [child] = subprocess.check_output(["pgrep", "-P", str(worker.process.pid)]).split()
-        os.kill(int(child), signal.SIGKILL)
 
-        # Then the message is requeued, runs again in a fresh process and has its effect once
-        done = wait_until(lambda: finished(record.pk), timeout=60)
-    finally:
-        worker.stop()
+def test_a_task_whose_worker_process_is_killed_is_delivered_again_and_completes_once(prefork_worker):
+    key = f"effects:{uuid.uuid4().hex}"
+    record = start("tests.slow_append_killable", key=key, steps=6, step_seconds=0.3)
+    wait_until(lambda: TaskRecord.objects.filter(pk=record.pk, status=Status.RUNNING, progress_percent__gt=0).exists())
 
-    assert "WorkerLostError" in worker.log_text() or "exited prematurely" in worker.log_text()
+    # When the process running it dies mid-task
+    [child] = subprocess.check_output(["pgrep", "-P", str(prefork_worker.process.pid)]).split()
+    os.kill(int(child), signal.SIGKILL)
+
+    # Then the message is requeued, runs again in a fresh process and has its effect once
+    done = wait_until(lambda: finished(record.pk), timeout=60)
+    assert "WorkerLostError" in prefork_worker.log_text() or "exited prematurely" in prefork_worker.log_text()
     assert (done.status, done.attempts) == (Status.SUCCEEDED, 2)
     assert redis().lrange(key, 0, -1) == [str(record.pk).encode()]
+
+
+def test_a_task_past_its_soft_time_limit_fails_as_timed_out(prefork_worker):
+    record = start("tests.overrun")
+
+    done = wait_until(lambda: finished(record.pk), timeout=30)
+
+    assert (done.status, done.error, done.result) == (Status.FAILED, "Timed out.", None)
 
 
 def test_tasks_are_listed_and_shown_to_their_owner_only(alice, charlie):
