@@ -28,6 +28,8 @@ WEBHOOK_ALLOWED_HOSTS = ["127.0.0.2"]
 WEBHOOK_RETRY_SCHEDULE = [0.3, 0.3, 0.3]
 WEBHOOK_DISABLE_AFTER_FAILURES = 6
 WEBHOOK_TIMEOUT_SECONDS = 3
-CELERY_TASK_ROUTES = {**CELERY_TASK_ROUTES, "tests.slow_append_killable": {"queue": "kill-test"},
+CELERY_TASK_ROUTES = {
+    **CELERY_TASK_ROUTES,  # noqa: F405
+    "tests.slow_append_killable": {"queue": "kill-test"},
     "tests.overrun": {"queue": "kill-test"},
-}  # noqa: F405
+}
