@@ -1,6 +1,24 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Agents"
+
+    # Viewers read; members build and invoke their own agents; operators run the catalog and the cache.
+    role_permissions = {
+        "viewer": ["agents.view_agent", "agents.view_agentrun", "agents.view_agenttype", "agents.view_languagemodel"],
+        "member": ["agents.add_agent", "agents.change_agent", "agents.delete_agent", "agents.invoke_agent"],
+        "operator": [
+            "agents.view_provider", "agents.add_provider", "agents.change_provider", "agents.delete_provider",
+            "agents.add_languagemodel", "agents.change_languagemodel", "agents.delete_languagemodel",
+            "agents.add_agenttype", "agents.change_agenttype", "agents.delete_agenttype",
+            "agents.invalidate_cache",
+        ],
+    }  # fmt: skip
+
+    def ready(self):
+        from agents import audit, services  # noqa: F401  (audit registry)
+
+        post_migrate.connect(services.catalog_ensure_builtins, sender=self, dispatch_uid="agents.builtins")

@@ -290,6 +290,15 @@ GUARDIAN_RAISE_403 = False
 AUDITLOG_CID_GETTER = "platform_site.correlation.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True
 
+# Agents: the invocation pipeline (agents/services.py), the response cache and the provider breaker.
+AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
+AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
+CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
+RESPONSE_CACHE_STALE_SECONDS = env.int("RESPONSE_CACHE_STALE_SECONDS", default=3600)
+BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
+BREAKER_WINDOW_SECONDS = env.int("BREAKER_WINDOW_SECONDS", default=60)
+BREAKER_OPEN_SECONDS = env.int("BREAKER_OPEN_SECONDS", default=30)
+
 # --- security -----------------------------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
@@ -359,6 +368,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ApiKeyStatusEnum": "accounts.models.API_KEY_STATUSES",
+        "RoleEnum": "accounts.models.ROLES",
+        "MessageRoleEnum": "agents.services.ROLES_ALLOWED",
         "TaskStatusEnum": "tasks.models.TaskRecord.Status",
         "DeliveryStatusEnum": "tasks.models.WebhookDelivery.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import permissions, routers
 
 import accounts.urls
+import agents.urls
 import tasks.urls
 from platform_site import health, views
 
@@ -20,7 +21,7 @@ class Router(routers.DefaultRouter):
 
 # Apps register their viewsets on this router (paths without a trailing slash: /api/v1/keys/{id}).
 api_router = Router(trailing_slash=False)
-for prefix, viewset, basename in [*accounts.urls.api_routes, *tasks.urls.api_routes]:
+for prefix, viewset, basename in [*accounts.urls.api_routes, *tasks.urls.api_routes, *agents.urls.api_routes]:
     api_router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [
@@ -29,8 +30,10 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     path("tasks/", include("tasks.urls")),
+    path("agents/", include("agents.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(accounts.urls.api_urlpatterns)),
+    path("api/v1/", include(agents.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import user_set_role
+from agents.models import Agent, AgentType
+from agents.services import agent_create
 from platform_site import embedded
 
 DEMO_USERS = (
@@ -47,9 +49,16 @@ class Command(BaseCommand):
             created.append(username)
         if created:
             self._write_credentials(known)
+        self._demo_agent(User.objects.get(username="demo"))
         for username, password in known.items():
             if username in existing:
                 self.stdout.write(f"  {username:<9} password: {password}")
+
+    def _demo_agent(self, user):
+        """An agent on the built-in echo provider, so the demo user can chat at once."""
+        agent_type = AgentType.objects.filter(slug="assistant").first()
+        if agent_type and not Agent.objects.filter(owner=user).exists():
+            agent_create(owner=user, agent_type=agent_type, name="Echo helper", system_prompt="You are helpful.")
 
     def _read_credentials(self):
         path = credentials_file()

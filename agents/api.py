@@ -1,0 +1,247 @@
+"""The agents API: agents (CRUD, sharing, invoke), runs, the catalog, cache invalidation for operators."""
+
+import json
+import uuid
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import APIView
+
+from accounts.api import PolicyMixin, SharingMixin, run_service
+from agents import selectors, services
+from agents.models import Agent, AgentRun, AgentType, LanguageModel
+from agents.providers import ProviderError
+from agents.serializers import (
+    AgentRunSerializer,
+    AgentSerializer,
+    AgentTypeSerializer,
+    CacheInvalidationSerializer,
+    InvokeResultSerializer,
+    InvokeSerializer,
+    LanguageModelSerializer,
+)
+from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
+
+
+class Refused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "refused"
+
+
+class ProviderFailed(exceptions.APIException):
+    default_code = "provider_error"
+
+    def __init__(self, error: ProviderError):
+        super().__init__(str(error))
+        self.status_code = error.status
+        self.wait = error.retry_after
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise exceptions.NotFound() from None
+
+
+@extend_schema(tags=["agents"])
+class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
+    """Your agents and those shared with you. Invoke with POST {id}/invoke."""
+
+    serializer_class = AgentSerializer
+    queryset = Agent.objects.all()
+    action_policies = {
+        "list": ("agents.view_agent", "agents:read"),
+        "retrieve": ("agents.view_agent", "agents:read"),
+        "create": ("agents.add_agent", "agents:write"),
+        "partial_update": ("agents.change_agent", "agents:write"),
+        "destroy": ("agents.delete_agent", "agents:write"),
+        "invoke": ("agents.invoke_agent", "agents:invoke"),
+        "shares": ("agents.change_agent", "agents:write"),
+        "unshare": ("agents.change_agent", "agents:write"),
+    }
+
+    def list(self, request):
+        agents = selectors.agent_list(user=request.user)
+        page = self.paginate_queryset(agents)
+        return self.get_paginated_response(AgentSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(AgentSerializer(selectors.agent_get(user=request.user, pk=_int(pk))).data)
+
+    def create(self, request):
+        data = AgentSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = run_service(services.agent_create, owner=request.user, **data.validated_data)
+        return Response(AgentSerializer(agent).data, status=201)
+
+    def partial_update(self, request, pk=None):
+        agent = selectors.agent_get_owned(user=request.user, pk=_int(pk))
+        data = AgentSerializer(agent, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        agent = run_service(services.agent_update, agent=agent, **data.validated_data)
+        return Response(AgentSerializer(agent).data)
+
+    def destroy(self, request, pk=None):
+        selectors.agent_get_owned(user=request.user, pk=_int(pk)).delete()
+        return Response(status=204)
+
+    @extend_schema(
+        request=InvokeSerializer,
+        parameters=[
+            OpenApiParameter("async", bool, description="Answer 202 with a task to poll instead of waiting."),
+            OpenApiParameter(
+                "Cache-Control", str, location=OpenApiParameter.HEADER, description="`no-cache` bypasses the cache."
+            ),
+            IDEMPOTENCY_KEY,
+        ],
+        responses={
+            200: OpenApiResponse(InvokeResultSerializer, description="The answer; `X-Cache` says how it was served."),
+            202: OpenApiResponse(description="Started in the background (?async=1): the task, with a Location."),
+            422: OpenApiResponse(description="Refused by the content policy."),
+            502: OpenApiResponse(description="The model provider failed."),
+            503: OpenApiResponse(description="The model provider is unavailable (Retry-After)."),
+            504: OpenApiResponse(description="The model provider timed out."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def invoke(self, request, pk=None):
+        """Send a conversation to the agent. With `"stream": true` the answer comes as server-sent events."""
+        agent = selectors.agent_get(user=request.user, pk=_int(pk), level="use")
+        data = InvokeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        messages = [dict(message) for message in data.validated_data["messages"]]
+        bypass = "no-cache" in request.headers.get("Cache-Control", "")
+        api_key = request.auth if hasattr(request.auth, "scopes") else None
+        if request.query_params.get("async") in ("1", "true"):
+            record, _ = run_service(
+                services.agent_invoke_async, user=request.user, agent=agent, messages=messages, api_key=api_key,
+                bypass_cache=bypass, idempotency_key=idempotency_key(request),
+            )  # fmt: skip
+            return accepted(request, record)
+        try:
+            if data.validated_data["stream"]:
+                return _stream_response(services.agent_invoke_stream(
+                    user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
+                ))  # fmt: skip
+            result = services.agent_invoke(
+                user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
+            )
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(as_serializer_error(error)) from error
+        except services.Refused as refusal:
+            raise Refused(str(refusal)) from refusal
+        except ProviderError as error:
+            raise ProviderFailed(error) from error
+        run = result.run
+        body = {
+            "run": str(run.pk), "output": result.text, "cache": result.cache, "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens, "cost": str(run.cost),
+        }  # fmt: skip
+        headers = {"X-Cache": result.cache, **({"X-Cache-Key": result.cache_key} if result.cache_key else {})}
+        return Response(body, headers=headers)
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _stream_response(invocation: services.InvokeStream) -> StreamingHttpResponse:
+    """Server-sent events: `delta` events with text, then `done` (run, cache, usage) or `error`."""
+
+    def events():
+        try:
+            for chunk in invocation:
+                yield _sse("delta", {"text": chunk})
+        except services.Refused as refusal:
+            yield _sse("error", {"code": "refused", "detail": str(refusal)})
+            return
+        except ProviderError as error:
+            yield _sse("error", {"code": "provider_error", "status": error.status, "detail": str(error)})
+            return
+        run = invocation.result.run
+        yield _sse("done", {
+            "run": str(run.pk), "cache": invocation.result.cache, "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens, "cost": str(run.cost),
+        })  # fmt: skip
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Cache"] = invocation.cache
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+
+
+@extend_schema(tags=["agents"])
+class AgentRunViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
+    """Your runs, newest first, filtered by agent, status or cache outcome."""
+
+    serializer_class = AgentRunSerializer
+    pagination_class = NewestFirst
+    queryset = AgentRun.objects.none()
+    filterset_fields = ["agent", "status", "cache"]
+    action_policies = {
+        "list": ("agents.view_agentrun", "agents:read"),
+        "retrieve": ("agents.view_agentrun", "agents:read"),
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AgentRun.objects.none()
+        return selectors.run_list(user=self.request.user)
+
+    def retrieve(self, request, pk=None):
+        try:
+            run_id = uuid.UUID(str(pk))
+        except ValueError:
+            raise exceptions.NotFound() from None
+        return Response(AgentRunSerializer(selectors.run_get(user=request.user, pk=run_id)).data)
+
+
+@extend_schema(tags=["agents"])
+class AgentTypeViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
+    serializer_class = AgentTypeSerializer
+    queryset = AgentType.objects.none()
+    pagination_class = None
+    action_policies = {"list": ("agents.view_agenttype", "agents:read")}
+
+    def get_queryset(self):
+        return selectors.agent_type_list()
+
+
+@extend_schema(tags=["agents"])
+class LanguageModelViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
+    """The model catalog with prices (USD per million tokens)."""
+
+    serializer_class = LanguageModelSerializer
+    queryset = LanguageModel.objects.none()
+    pagination_class = None
+    action_policies = {"list": ("agents.view_languagemodel", "agents:read")}
+
+    def get_queryset(self):
+        return selectors.model_list()
+
+
+@extend_schema(tags=["agents"])
+class CacheInvalidationView(PolicyMixin, APIView):
+    """Operators: drop one cached answer, or everything of an agent, an agent type, or all (each O(1))."""
+
+    action_policies = {"post": ("agents.invalidate_cache", "users:manage")}
+
+    @extend_schema(request=CacheInvalidationSerializer, responses={204: None})
+    def post(self, request):
+        data = CacheInvalidationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.cache_invalidate(**data.validated_data)
+        return Response(status=204)

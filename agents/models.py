@@ -1,0 +1,170 @@
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Provider(models.Model):
+    """Where completions come from. The credential is named (an environment variable) or stored encrypted."""
+
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible (OpenAI, Azure, vLLM, Ollama, llama.cpp, LM Studio)"
+        ANTHROPIC = "anthropic", "Anthropic"
+        ECHO = "echo", "Echo (built in, for trying the platform without a key)"
+
+    name = models.SlugField(max_length=50, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    base_url = models.URLField(max_length=300, blank=True, default="", help_text="Empty: the vendor's default.")
+    api_key_env = models.CharField(
+        max_length=100, blank=True, default="", help_text="Name of the environment variable holding the key."
+    )
+    api_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    timeout_seconds = models.FloatField(default=60, validators=[MinValueValidator(1), MaxValueValidator(600)])
+    max_retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)])
+    is_active = models.BooleanField(default=True)
+
+    def __str__(self):
+        return self.name
+
+
+class LanguageModel(models.Model):
+    """The model catalog: what each model is called, where it runs and what it costs."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="The name agents and users refer to.")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    provider_model = models.CharField(max_length=200, help_text="The name sent to the provider.")
+    context_window = models.PositiveIntegerField(default=8192)
+    input_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD per million input tokens."
+    )
+    output_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD per million output tokens."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "model"
+
+    def __str__(self):
+        return self.name
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal | None:
+        """USD for a call, or None when the model has no price."""
+        if self.input_price_per_mtok is None or self.output_price_per_mtok is None:
+            return None
+        total = input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok
+        return (total / Decimal(1_000_000)).quantize(Decimal("0.00000001"))
+
+
+class AgentType(models.Model):
+    class Meta:
+        permissions = [("invalidate_cache", "Can invalidate the response cache")]
+
+    class CacheScope(models.TextChoices):
+        USER = "user", "Per user (answers are never shared between users)"
+        SHARED = "shared", "Shared (the same input gets the same answer for everyone)"
+
+    slug = models.SlugField(max_length=50, unique=True)
+    description = models.TextField(blank=True, default="")
+    default_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="+")
+    cache_ttl_seconds = models.PositiveIntegerField(default=300, help_text="0 turns the response cache off.")
+    cache_scope = models.CharField(max_length=10, choices=CacheScope.choices, default=CacheScope.USER)
+    default_max_tokens = models.PositiveIntegerField(default=1024)
+    default_temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0), MaxValueValidator(2)])
+
+    def __str__(self):
+        return self.slug
+
+
+class Agent(models.Model):
+    """A user's agent. `version` changes with every configuration change, so cached answers follow it."""
+
+    CONFIG_FIELDS = ("agent_type_id", "system_prompt", "model_id", "temperature", "max_tokens", "use_memory")
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents")
+    agent_type = models.ForeignKey(AgentType, on_delete=models.PROTECT, related_name="agents")
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True, default="", max_length=20000)
+    model = models.ForeignKey(
+        LanguageModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Empty: the agent type's default model.",
+    )  # fmt: skip
+    temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    use_memory = models.BooleanField(default=False)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        permissions = [("use_agent", "Can use (invoke) a shared agent"), ("invoke_agent", "Can invoke agents")]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="agent_name_unique_per_owner")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def effective_model(self) -> LanguageModel:
+        return self.model or self.agent_type.default_model
+
+    @property
+    def effective_temperature(self) -> float:
+        return self.agent_type.default_temperature if self.temperature is None else self.temperature
+
+    @property
+    def effective_max_tokens(self) -> int:
+        return self.max_tokens or self.agent_type.default_max_tokens
+
+
+class AgentRun(models.Model):
+    """One invocation, as recorded by the pipeline: what went in and out, what it cost, how it was served."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused by a guard"
+
+    class Cache(models.TextChoices):
+        HIT = "HIT", "Hit"
+        MISS = "MISS", "Miss"
+        STALE = "STALE", "Stale (provider down)"
+        BYPASS = "BYPASS", "Bypass"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent_version = models.PositiveIntegerField()
+    model_name = models.CharField(max_length=100)
+    input = models.JSONField()
+    output = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True, default="")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    latency_ms = models.FloatField(default=0)
+    cache = models.CharField(max_length=6, choices=Cache.choices)
+    streamed = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"]), models.Index(fields=["agent", "-created_at"])]
+        constraints = [
+            # One successful run per idempotency key (a retried task is charged once; failed tries may repeat).
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~models.Q(idempotency_key="") & models.Q(status="succeeded"),
+                name="run_idempotency_unique",
+            )
+        ]
+
+    def __str__(self):
+        return f"run {self.id} of {self.agent_id}"

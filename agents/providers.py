@@ -1,0 +1,184 @@
+"""One small interface over the LLM providers: `complete()` and `stream()`.
+
+OpenAI-compatible endpoints go through the official `openai` SDK, Anthropic through the `anthropic` SDK;
+both SDKs retry 429 and 5xx with exponential backoff (`max_retries` of the provider). `echo` answers with
+the last user message, for trying the platform without any key. Every failure becomes a ProviderError
+carrying the HTTP status Switchboard answers with; the detail goes to the log, not to the caller.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anthropic
+import openai
+
+from agents.models import LanguageModel, Provider
+from platform_site.encryption import decrypt
+
+logger = logging.getLogger("switchboard.providers")
+
+
+@dataclass
+class Completion:
+    text: str
+    input_tokens: int
+    output_tokens: int
+
+
+class ProviderError(Exception):
+    """The provider failed; `status` is what the caller gets (502 bad answer, 503 down, 504 timeout)."""
+
+    def __init__(self, message: str, status: int = 502, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _api_key(provider: Provider) -> str:
+    if provider.api_key_env:
+        return os.environ.get(provider.api_key_env, "")
+    if provider.api_key_encrypted:
+        return decrypt(provider.api_key_encrypted)
+    return ""
+
+
+def _openai_client(provider: Provider) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=_api_key(provider) or "not-needed",
+        base_url=provider.base_url or None,
+        timeout=provider.timeout_seconds,
+        max_retries=provider.max_retries,
+    )
+
+
+def _anthropic_client(provider: Provider) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        api_key=_api_key(provider) or "not-needed",
+        base_url=provider.base_url or None,
+        timeout=provider.timeout_seconds,
+        max_retries=provider.max_retries,
+    )
+
+
+def _translate(error: Exception, provider: Provider) -> ProviderError:
+    """SDK errors of both vendors to the status the caller gets."""
+    name = provider.name
+    if isinstance(error, (openai.APITimeoutError, anthropic.APITimeoutError)):
+        return ProviderError(f"The model provider {name!r} timed out.", status=504)
+    if isinstance(error, (openai.APIConnectionError, anthropic.APIConnectionError)):
+        return ProviderError(f"The model provider {name!r} cannot be reached.", status=503, retry_after=30)
+    if isinstance(error, (openai.RateLimitError, anthropic.RateLimitError)):
+        return ProviderError(f"The model provider {name!r} is rate limiting us.", status=503, retry_after=30)
+    if isinstance(error, (openai.BadRequestError, anthropic.BadRequestError)):
+        return ProviderError(f"The model provider {name!r} refused the request as invalid.", status=400)
+    if isinstance(error, (openai.APIStatusError, anthropic.APIStatusError)) and error.status_code >= 500:
+        return ProviderError(f"The model provider {name!r} failed.", status=502)
+    return ProviderError(f"The model provider {name!r} answered with an error.", status=502)
+
+
+def _split_system(messages: list[dict]) -> tuple[str, list[dict]]:
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    return system, [m for m in messages if m["role"] != "system"]
+
+
+def _echo_text(messages: list[dict]) -> str:
+    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return f"echo: {last_user}"
+
+
+def _word_count(messages: list[dict]) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+def complete(
+    *, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int, idempotency_key: str = ""
+) -> Completion:
+    provider = model.provider
+    started = time.perf_counter()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    try:
+        if provider.kind == Provider.Kind.ECHO:
+            text = _echo_text(messages)
+            return Completion(text, _word_count(messages), len(text.split()))
+        if provider.kind == Provider.Kind.ANTHROPIC:
+            system, rest = _split_system(messages)
+            response = _anthropic_client(provider).messages.create(
+                model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
+                max_tokens=max_tokens, temperature=temperature, extra_headers=headers,
+            )  # fmt: skip
+            text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
+            return Completion(text, response.usage.input_tokens, response.usage.output_tokens)
+        response = _openai_client(provider).chat.completions.create(
+            model=model.provider_model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+            extra_headers=headers,
+        )  # fmt: skip
+        usage = response.usage
+        return Completion(response.choices[0].message.content or "", usage.prompt_tokens, usage.completion_tokens)
+    except (openai.OpenAIError, anthropic.AnthropicError) as error:
+        logger.warning("provider %s failed: %r", provider.name, error, extra={"provider": provider.name})
+        raise _translate(error, provider) from error
+    finally:
+        logger.debug("provider %s took %.1f ms", provider.name, (time.perf_counter() - started) * 1000)
+
+
+class Stream:
+    """Text chunks of a streamed completion; `usage` is filled once the stream has ended."""
+
+    def __init__(self, chunks: Iterator[str]):
+        self._chunks = chunks
+        self.completion: Completion | None = None
+
+    def __iter__(self):
+        return self._chunks
+
+
+def stream(*, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int) -> Stream:
+    provider = model.provider
+    result = Stream(iter(()))
+
+    def chunks():
+        try:
+            if provider.kind == Provider.Kind.ECHO:
+                text = _echo_text(messages)
+                words = text.split(" ")
+                for index, word in enumerate(words):
+                    yield word if index == len(words) - 1 else word + " "
+                result.completion = Completion(text, _word_count(messages), len(text.split()))
+                return
+            if provider.kind == Provider.Kind.ANTHROPIC:
+                system, rest = _split_system(messages)
+                with _anthropic_client(provider).messages.stream(
+                    model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
+                    max_tokens=max_tokens, temperature=temperature,
+                ) as events:  # fmt: skip
+                    parts = []
+                    for text in events.text_stream:
+                        parts.append(text)
+                        yield text
+                    usage = events.get_final_message().usage
+                result.completion = Completion("".join(parts), usage.input_tokens, usage.output_tokens)
+                return
+            response = _openai_client(provider).chat.completions.create(
+                model=model.provider_model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                stream=True, stream_options={"include_usage": True},
+            )  # fmt: skip
+            parts, usage = [], None
+            for chunk in response:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.choices and chunk.choices[0].delta.content:
+                    parts.append(chunk.choices[0].delta.content)
+                    yield chunk.choices[0].delta.content
+            text = "".join(parts)
+            result.completion = Completion(
+                text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else len(text.split())
+            )
+        except (openai.OpenAIError, anthropic.AnthropicError) as error:
+            logger.warning("provider %s failed while streaming: %r", provider.name, error)
+            raise _translate(error, provider) from error
+
+    result._chunks = chunks()
+    return result

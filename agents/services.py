@@ -1,0 +1,433 @@
+"""Agents, and the invocation pipeline that every entry (API, browser, task, workflow step) goes through.
+
+    agent_invoke(user=..., agent=..., messages=[...])      -> InvokeResult
+    agent_invoke_stream(user=..., agent=..., messages=[...]) -> InvokeStream (chunks, then .result)
+
+The pipeline, top to bottom: guard the input -> reuse a run already recorded under the same idempotency
+key -> quota (admits everything until the Quotas issue fills it) -> memory retrieval (retrieves nothing
+until the Memory issue fills it; it runs before the cache lookup because memories are part of the key)
+-> cache lookup (hit: record and return) -> provider call (breaker, SDK retries) -> guard the output ->
+settle the quota -> store in cache -> record the run. Authorization (role, scope, owner or share) is done
+by the caller through `agents.selectors.agent_get`.
+"""
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from agents import breaker, providers
+from agents import cache as response_cache
+from agents.models import Agent, AgentRun, AgentType
+from agents.providers import Completion, ProviderError
+from platform_site.correlation import current_request_id
+
+logger = logging.getLogger("switchboard.agents")
+Cache = AgentRun.Cache
+ROLES_ALLOWED = ("system", "user", "assistant")
+
+
+class Refused(Exception):
+    """A content guard refused the input or the output (answered 422, never cached)."""
+
+
+@dataclass
+class InvokeResult:
+    run: AgentRun
+    text: str
+    cache: str
+    cache_key: str | None = None
+
+
+@dataclass
+class _Call:
+    """What the pipeline has learnt about one invocation so far."""
+
+    user: object
+    agent: Agent
+    messages: list[dict]
+    api_key: object = None
+    idempotency_key: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    prompt: list[dict] = field(default_factory=list)
+    key: str | None = None
+    outcome: str = Cache.BYPASS
+    stale: response_cache.Entry | None = None
+    leader: bool = False
+
+
+# --- the catalog ---------------------------------------------------------------------------------------
+
+
+def catalog_ensure_builtins(**kwargs) -> None:
+    """The built-in echo provider and model and a general agent type, so the platform works without any key.
+
+    Run after every migrate (post_migrate); creates what is missing and changes nothing else.
+    """
+    from decimal import Decimal
+
+    from agents.models import LanguageModel, Provider
+
+    provider, _ = Provider.objects.get_or_create(name="echo", defaults={"kind": Provider.Kind.ECHO})
+    model, _ = LanguageModel.objects.get_or_create(
+        name="echo",
+        defaults={
+            "provider": provider,
+            "provider_model": "echo",
+            "context_window": 100_000,
+            "input_price_per_mtok": Decimal("0"),
+            "output_price_per_mtok": Decimal("0"),
+        },
+    )
+    AgentType.objects.get_or_create(
+        slug="assistant", defaults={"description": "A general assistant.", "default_model": model}
+    )
+
+
+# --- agents --------------------------------------------------------------------------------------------
+
+
+def agent_create(*, owner, **fields) -> Agent:
+    agent = Agent(owner=owner, **fields)
+    agent.full_clean()
+    try:
+        agent.save()
+    except IntegrityError as error:
+        raise ValidationError({"name": "You already have an agent with this name."}) from error
+    return agent
+
+
+def agent_update(*, agent: Agent, **fields) -> Agent:
+    """Change an agent; a change to what shapes its answers bumps its version (old cache entries no longer match)."""
+    before = [getattr(agent, name) for name in Agent.CONFIG_FIELDS]
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.full_clean()
+    if before != [getattr(agent, name) for name in Agent.CONFIG_FIELDS]:
+        agent.version += 1
+    try:
+        agent.save()
+    except IntegrityError as error:
+        raise ValidationError({"name": "You already have an agent with this name."}) from error
+    return agent
+
+
+# --- the pipeline steps --------------------------------------------------------------------------------
+
+
+def guard_input(messages) -> list[dict]:
+    """Validate the conversation and apply the content guard; returns it normalised."""
+    if not isinstance(messages, list) or not messages:
+        raise ValidationError({"messages": "Send a non-empty list of messages."})
+    if len(messages) > settings.AGENT_MAX_MESSAGES:
+        raise ValidationError({"messages": f"At most {settings.AGENT_MAX_MESSAGES} messages."})
+    clean, total = [], 0
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ROLES_ALLOWED:
+            raise ValidationError({"messages": f"Each message needs a role ({', '.join(ROLES_ALLOWED)}) and content."})
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise ValidationError({"messages": "Each message needs non-empty text content."})
+        total += len(content)
+        clean.append({"role": message["role"], "content": content})
+    if total > settings.AGENT_MAX_INPUT_CHARS:
+        raise ValidationError(
+            {"messages": f"The conversation is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."}
+        )
+    if clean[-1]["role"] != "user":
+        raise ValidationError({"messages": "The last message must be the user's."})
+    _content_guard(" ".join(m["content"] for m in clean), "input")
+    return clean
+
+
+def _content_guard(text: str, what: str) -> None:
+    for pattern in settings.CONTENT_BLOCKLIST:
+        if re.search(pattern, text, flags=re.IGNORECASE):
+            raise Refused(f"The {what} was refused by the content policy.")
+
+
+def admit_quota(call: _Call) -> None:
+    """Quota step: rate limits and the token-budget reservation. Admits everything until the Quotas issue."""
+
+
+def settle_quota(call: _Call, completion: Completion | None) -> None:
+    """Quota step after the call: settle the reservation with the real usage. Nothing to settle yet."""
+
+
+def retrieve_memories(call: _Call) -> list[str]:
+    """Memory step: the agent's most relevant memories for the prompt. Retrieves nothing until the Memory issue."""
+    return []
+
+
+def build_prompt(agent: Agent, memories: list[str], messages: list[dict]) -> list[dict]:
+    system = agent.system_prompt
+    if memories:
+        system += "\n\nWhat you remember:\n" + "\n".join(f"- {memory}" for memory in memories)
+    return ([{"role": "system", "content": system}] if system else []) + messages
+
+
+def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
+    """Everything before the provider call; returns a fresh cache entry to serve, if there is one."""
+    call.messages = guard_input(call.messages)
+    admit_quota(call)
+    memories = retrieve_memories(call)
+    call.prompt = build_prompt(call.agent, memories, call.messages)
+    agent_type: AgentType = call.agent.agent_type
+    if bypass_cache or agent_type.cache_ttl_seconds == 0:
+        call.outcome = Cache.BYPASS
+        return None
+    try:
+        call.key = response_cache.entry_key(
+            agent=call.agent,
+            user=call.user,
+            model_name=call.agent.effective_model.name,
+            messages=call.prompt,
+            temperature=call.agent.effective_temperature,
+            max_tokens=call.agent.effective_max_tokens,
+            memories=memories,
+        )
+        entry = response_cache.lookup(call.key)
+        if entry is not None and entry.fresh:
+            call.outcome = Cache.HIT
+            return entry
+        call.stale = entry
+        call.outcome = Cache.MISS
+        call.leader = response_cache.acquire(call.key, call.agent.effective_model.provider.timeout_seconds)
+        if not call.leader:  # another request is asking the provider the same thing: wait for its answer
+            entry = response_cache.wait_for(call.key, call.agent.effective_model.provider.timeout_seconds)
+            if entry is not None:
+                call.outcome = Cache.HIT
+                return entry
+            call.leader = response_cache.acquire(call.key, call.agent.effective_model.provider.timeout_seconds)
+    except Exception as error:  # Redis is down or slow: go to the provider
+        logger.warning("response cache unavailable (%s); calling the provider", error.__class__.__name__)
+        call.key, call.outcome = None, Cache.BYPASS
+    return None
+
+
+def _provider_call(call: _Call) -> Completion:
+    model = call.agent.effective_model
+    breaker.check(model.provider.name)
+    try:
+        completion = providers.complete(
+            model=model,
+            messages=call.prompt,
+            temperature=call.agent.effective_temperature,
+            max_tokens=call.agent.effective_max_tokens,
+            idempotency_key=call.idempotency_key,
+        )
+    except ProviderError as error:
+        if error.status >= 500:
+            breaker.record_failure(model.provider.name)
+        raise
+    breaker.record_success(model.provider.name)
+    return completion
+
+
+def _finish(call: _Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
+    """Output guard, settle, store, record."""
+    try:
+        _content_guard(completion.text, "answer")
+    except Refused as refusal:
+        _release(call)
+        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, streamed=streamed)
+        raise
+    settle_quota(call, completion)
+    if call.key and call.outcome == Cache.MISS:
+        try:
+            response_cache.store(
+                call.key, text=completion.text, input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens, ttl=call.agent.agent_type.cache_ttl_seconds,
+            )  # fmt: skip
+        except Exception as error:
+            logger.warning("response cache unavailable (%s); answer not cached", error.__class__.__name__)
+    _release(call)
+    run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed)
+    return InvokeResult(run=run, text=completion.text, cache=call.outcome, cache_key=call.key)
+
+
+def _release(call: _Call) -> None:
+    if call.key and call.leader:
+        try:
+            response_cache.release(call.key)
+        except Exception:
+            pass
+
+
+def _served_from_cache(call: _Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
+    completion = Completion(entry.text, entry.input_tokens, entry.output_tokens)
+    settle_quota(call, None)  # a hit costs a request but no tokens
+    run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed, charged=False)
+    return InvokeResult(run=run, text=entry.text, cache=call.outcome, cache_key=call.key)
+
+
+def _on_provider_error(call: _Call, error: ProviderError, *, streamed: bool = False) -> InvokeResult:
+    """Serve a stale answer within the staleness window if there is one; else record the failure and raise."""
+    _release(call)
+    if call.stale is not None and error.status >= 500:
+        call.outcome = Cache.STALE
+        return _served_from_cache(call, call.stale, streamed=streamed)
+    record_run(call, status=AgentRun.Status.FAILED, error=str(error), streamed=streamed)
+    raise error
+
+
+def record_run(
+    call: _Call, *, status, completion: Completion | None = None, error: str = "", streamed=False, charged=True
+) -> AgentRun:
+    model = call.agent.effective_model
+    input_tokens = completion.input_tokens if completion else 0
+    output_tokens = completion.output_tokens if completion else 0
+    cost = model.cost(input_tokens, output_tokens) if (completion and charged) else None
+    run = AgentRun.objects.create(
+        agent=call.agent,
+        user=call.user,
+        api_key=call.api_key,
+        agent_version=call.agent.version,
+        model_name=model.name,
+        input=call.messages,
+        output=completion.text if completion and status != AgentRun.Status.REFUSED else "",
+        status=status,
+        error=error,
+        input_tokens=input_tokens if charged else 0,
+        output_tokens=output_tokens if charged else 0,
+        cost=cost or 0,
+        latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
+        cache=call.outcome,
+        streamed=streamed,
+        idempotency_key=call.idempotency_key,
+        request_id=current_request_id() or "",
+    )
+    response_cache.count(call.agent.agent_type.slug, call.outcome)
+    return run
+
+
+def _recorded(user, idempotency_key: str) -> AgentRun | None:
+    if not idempotency_key:
+        return None
+    return AgentRun.objects.filter(user=user, idempotency_key=idempotency_key, status=AgentRun.Status.SUCCEEDED).first()
+
+
+# --- the two entries -----------------------------------------------------------------------------------
+
+
+def agent_invoke(
+    *, user, agent: Agent, messages, api_key=None, bypass_cache: bool = False, idempotency_key: str = ""
+) -> InvokeResult:
+    """Invoke an agent and wait for its answer. Raises ValidationError, Refused or ProviderError."""
+    prior = _recorded(user, idempotency_key)
+    if prior is not None:  # a retried task: the run was recorded (and charged) already
+        return InvokeResult(run=prior, text=prior.output, cache=prior.cache)
+    call = _Call(user=user, agent=agent, messages=messages, api_key=api_key, idempotency_key=idempotency_key)
+    entry = _prepare(call, bypass_cache)
+    if entry is not None:
+        return _served_from_cache(call, entry)
+    try:
+        completion = _provider_call(call)
+    except ProviderError as error:
+        return _on_provider_error(call, error)
+    except Exception:
+        _release(call)
+        raise
+    return _finish(call, completion)
+
+
+class InvokeStream:
+    """Text chunks as they come; after the last one, `result` holds the recorded run.
+
+    A stream cut off before its end (the client went away) is recorded as failed and never cached.
+    """
+
+    def __init__(self, call: _Call, entry: response_cache.Entry | None):
+        self.call = call
+        self.result: InvokeResult | None = None
+        self._entry = entry
+        self.cache = call.outcome
+
+    def __iter__(self):
+        call = self.call
+        if self._entry is not None:  # a hit is replayed as a stream
+            self.result = _served_from_cache(call, self._entry, streamed=True)
+            yield from _replay(self._entry.text)
+            return
+        try:
+            breaker.check(call.agent.effective_model.provider.name)
+            upstream = providers.stream(
+                model=call.agent.effective_model,
+                messages=call.prompt,
+                temperature=call.agent.effective_temperature,
+                max_tokens=call.agent.effective_max_tokens,
+            )
+            yield from upstream
+        except ProviderError as error:
+            if error.status >= 500:
+                breaker.record_failure(call.agent.effective_model.provider.name)
+            self.result = _on_provider_error(call, error, streamed=True)
+            yield from _replay(self.result.text)
+            return
+        except GeneratorExit:
+            _release(call)
+            record_run(call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True)
+            raise
+        breaker.record_success(call.agent.effective_model.provider.name)
+        self.result = _finish(call, upstream.completion, streamed=True)
+
+
+def _replay(text: str):
+    words = text.split(" ")
+    for index, word in enumerate(words):
+        yield word if index == len(words) - 1 else word + " "
+
+
+def agent_invoke_stream(*, user, agent: Agent, messages, api_key=None, bypass_cache: bool = False) -> InvokeStream:
+    call = _Call(user=user, agent=agent, messages=messages, api_key=api_key)
+    entry = _prepare(call, bypass_cache)
+    return InvokeStream(call, entry)
+
+
+@transaction.atomic
+def agent_invoke_async(*, user, agent: Agent, messages, api_key=None, bypass_cache=False, idempotency_key=""):
+    """Start an invocation as a tracked task (answered 202); the run's idempotency key is the task id."""
+    from tasks.services import task_start
+
+    guard_input(messages)
+    return task_start(
+        kind="agents.invoke",
+        owner=user,
+        input={
+            "agent_id": agent.pk,
+            "user_id": user.pk,
+            "messages": messages,
+            "api_key_id": getattr(api_key, "pk", None),
+            "bypass_cache": bypass_cache,
+        },
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- cache invalidation --------------------------------------------------------------------------------
+
+
+def cache_invalidate(*, scope: str, key: str = "", agent: int | None = None, agent_type: str = "") -> None:
+    """One entry, an agent's, an agent type's, or every cached answer; each one Redis command."""
+    from django.http import Http404
+
+    if scope == "entry":
+        response_cache.invalidate_entry(key)
+    elif scope == "agent":
+        if not Agent.objects.filter(pk=agent).exists():
+            raise Http404("No such agent.")
+        response_cache.invalidate_agent(agent)
+    elif scope == "agent_type":
+        type_id = AgentType.objects.filter(slug=agent_type).values_list("pk", flat=True).first()
+        if type_id is None:
+            raise Http404("No such agent type.")
+        response_cache.invalidate_agent_type(type_id)
+    else:
+        response_cache.invalidate_all()
+    logger.info(
+        "response cache invalidated: %s", scope, extra={"scope": scope, "agent": agent, "agent_type": agent_type}
+    )

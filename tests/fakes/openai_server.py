@@ -1,0 +1,149 @@
+"""A local OpenAI-compatible server standing in for the paid providers (tests and benchmarks).
+
+It serves /v1/chat/completions (plain and streamed, with usage counts) and /v1/embeddings. The answer is
+`echo: <last user message>` unless `reply` is set; prompt tokens are the words of all messages, completion
+tokens the words of the answer. `latency` delays every answer; `failures` is a list of HTTP statuses
+answered (one per request) before it answers normally again; `requests` keeps what it received.
+
+    python -m tests.fakes.openai_server --port 8765 --latency 0.02     # standalone, for bench/
+"""
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeOpenAI:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.latency = 0.0
+        self.failures: list[int] = []
+        self.reply: str | None = None
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+        self.base_url = f"http://{host}:{self.server.server_port}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def chat_calls(self) -> int:
+        return sum(1 for request in self.requests if request["path"].endswith("/chat/completions"))
+
+    def _next_failure(self) -> int | None:
+        with self.lock:
+            return self.failures.pop(0) if self.failures else None
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                with fake.lock:
+                    fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if fake.latency:
+                    time.sleep(fake.latency)
+                failure = fake._next_failure()
+                if failure:
+                    return self._json(failure, {"error": {"message": "injected failure", "type": "server_error"}})
+                if self.path.endswith("/chat/completions"):
+                    return self._chat(body)
+                if self.path.endswith("/embeddings"):
+                    return self._embeddings(body)
+                self._json(404, {"error": {"message": "not found"}})
+
+            def _chat(self, body):
+                messages = body.get("messages", [])
+                last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+                text = fake.reply if fake.reply is not None else f"echo: {last_user}"
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(text.split()),
+                    "total_tokens": prompt_tokens + len(text.split()),
+                }
+                if body.get("stream"):
+                    return self._stream(body, text, usage)
+                self._json(200, {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": usage,
+                })  # fmt: skip
+
+            def _stream(self, body, text, usage):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                words = text.split(" ")
+                base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": body.get("model")}  # fmt: skip
+                try:
+                    for index, word in enumerate(words):
+                        piece = word if index == len(words) - 1 else word + " "
+                        chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
+
+            def _embeddings(self, body):
+                inputs = body.get("input", [])
+                inputs = [inputs] if isinstance(inputs, str) else inputs
+                dimensions = body.get("dimensions") or 8
+                data = []
+                for index, text in enumerate(inputs):
+                    digest = hashlib.sha256(text.encode()).digest()
+                    vector = [(digest[i % len(digest)] - 128) / 128 for i in range(dimensions)]
+                    data.append({"object": "embedding", "index": index, "embedding": vector})
+                tokens = sum(len(text.split()) for text in inputs)
+                self._json(200, {"object": "list", "data": data, "model": body.get("model"),
+                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+
+            def _json(self, status, payload):
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    args = parser.parse_args()
+    fake = FakeOpenAI(args.host, args.port)
+    fake.latency = args.latency
+    print(f"fake OpenAI-compatible server on {fake.base_url}", flush=True)
+    fake.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
