@@ -84,7 +84,11 @@ def owned_or_shared(*, user: User, queryset: QuerySet, level: str = "view") -> Q
 
 
 def owned_or_shared_get(*, user: User, queryset: QuerySet, pk, level: str = "view"):
-    obj = owned_or_shared(user=user, queryset=queryset, level=level).filter(pk=pk).first()
+    # Owners ask for their own objects most of the time: try that plain lookup before the share subquery.
+    obj = (
+        queryset.filter(owner=user, pk=pk).first()
+        or owned_or_shared(user=user, queryset=queryset, level=level).filter(pk=pk).first()
+    )
     if obj is None:
         raise Http404(f"No such {queryset.model._meta.verbose_name}.")
     return obj

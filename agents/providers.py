@@ -45,22 +45,33 @@ def _api_key(provider: Provider) -> str:
     return ""
 
 
+# SDK clients are kept per process and configuration: making one loads the TLS trust store (tens of ms)
+# and a kept client reuses its connections.
+_clients: dict[tuple, object] = {}
+
+
+def _client(provider: Provider):
+    api_key = _api_key(provider) or "not-needed"
+    config = (provider.kind, provider.pk, provider.base_url, api_key, provider.timeout_seconds, provider.max_retries)
+    client = _clients.get(config)
+    if client is None:
+        sdk = anthropic.Anthropic if provider.kind == Provider.Kind.ANTHROPIC else openai.OpenAI
+        client = sdk(
+            api_key=api_key,
+            base_url=provider.base_url or None,
+            timeout=provider.timeout_seconds,
+            max_retries=provider.max_retries,
+        )
+        _clients[config] = client
+    return client
+
+
 def _openai_client(provider: Provider) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key=_api_key(provider) or "not-needed",
-        base_url=provider.base_url or None,
-        timeout=provider.timeout_seconds,
-        max_retries=provider.max_retries,
-    )
+    return _client(provider)
 
 
 def _anthropic_client(provider: Provider) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        api_key=_api_key(provider) or "not-needed",
-        base_url=provider.base_url or None,
-        timeout=provider.timeout_seconds,
-        max_retries=provider.max_retries,
-    )
+    return _client(provider)
 
 
 def _translate(error: Exception, provider: Provider) -> ProviderError:
