@@ -104,6 +104,9 @@ def _word_count(messages: list[dict]) -> int:
     return sum(len(m["content"].split()) for m in messages)
 
 
+# This anthropic SDK release has no `temperature` parameter; the Messages API still takes it in the body.
+
+
 def complete(
     *, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int, idempotency_key: str = ""
 ) -> Completion:
@@ -118,7 +121,7 @@ def complete(
             system, rest = _split_system(messages)
             response = _anthropic_client(provider).messages.create(
                 model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
-                max_tokens=max_tokens, temperature=temperature, extra_headers=headers,
+                max_tokens=max_tokens, extra_body={"temperature": temperature}, extra_headers=headers,
             )  # fmt: skip
             text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
             return Completion(text, response.usage.input_tokens, response.usage.output_tokens)
@@ -163,7 +166,7 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
                 system, rest = _split_system(messages)
                 with _anthropic_client(provider).messages.stream(
                     model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
-                    max_tokens=max_tokens, temperature=temperature,
+                    max_tokens=max_tokens, extra_body={"temperature": temperature},
                 ) as events:  # fmt: skip
                     parts = []
                     for text in events.text_stream:

@@ -340,3 +340,34 @@ def test_an_async_invocation_answers_202_and_the_worker_records_one_run(celery_w
     assert task["status"] == "succeeded" and task["result"]["output"] == "echo: later"
     run = AgentRun.objects.get()
     assert str(run.pk) == task["result"]["run"] and run.idempotency_key == task_id
+
+
+@pytest.mark.django_db
+def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alice, fake_llm):
+    from agents.models import LanguageModel, Provider
+    from agents.services import agent_create
+
+    provider = Provider.objects.create(
+        name="claude", kind=Provider.Kind.ANTHROPIC, base_url=fake_llm.base_url.removesuffix("/v1"), max_retries=0
+    )
+    model = LanguageModel.objects.create(
+        name="claude-fake", provider=provider, provider_model="claude-x",
+        input_price_per_mtok=Decimal("3"), output_price_per_mtok=Decimal("15"),
+    )  # fmt: skip
+    agent_type = AgentType.objects.create(slug="claude-type", default_model=model, cache_ttl_seconds=0)
+    agent = agent_create(owner=alice, agent_type=agent_type, name="claude", system_prompt="Be brief.")
+    client = api_client(alice)
+
+    plain = ask(client, agent, "hello there")
+    streamed = client.post(
+        f"/api/v1/agents/{agent.pk}/invoke",
+        {"messages": [{"role": "user", "content": "stream me"}], "stream": True}, format="json",
+    )  # fmt: skip
+    body = b"".join(streamed.streaming_content).decode()
+
+    assert plain.status_code == 200 and plain.json()["output"] == "echo: hello there"
+    sent = fake_llm.requests[0]["body"]
+    assert sent["system"] == "Be brief." and sent["messages"] == [{"role": "user", "content": "hello there"}]
+    run = AgentRun.objects.get(pk=plain.json()["run"])
+    assert (run.input_tokens, run.output_tokens, run.cost) == (4, 3, Decimal("0.00005700"))
+    assert "event: done" in body and AgentRun.objects.get(streamed=True).output == "echo: stream me"

@@ -1,6 +1,7 @@
 """A local OpenAI-compatible server standing in for the paid providers (tests and benchmarks).
 
-It serves /v1/chat/completions (plain and streamed, with usage counts) and /v1/embeddings. The answer is
+It serves /v1/chat/completions (plain and streamed, with usage counts) and /v1/embeddings, and Anthropic's
+/v1/messages (plain and streamed) so that both SDKs are driven for real. The answer is
 `echo: <last user message>` unless `reply` is set; prompt tokens are the words of all messages, completion
 tokens the words of the answer. `latency` delays every answer; `failures` is a list of HTTP statuses
 answered (one per request) before it answers normally again; `requests` keeps what it received.
@@ -62,6 +63,8 @@ class FakeOpenAI:
                     return self._chat(body)
                 if self.path.endswith("/embeddings"):
                     return self._embeddings(body)
+                if self.path.endswith("/messages"):
+                    return self._anthropic(body)
                 self._json(404, {"error": {"message": "not found"}})
 
             def _chat(self, body):
@@ -107,6 +110,41 @@ class FakeOpenAI:
                     pass
                 self.close_connection = True
 
+            def _anthropic(self, body):
+                messages = body.get("messages", [])
+                last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+                text = fake.reply if fake.reply is not None else f"echo: {last_user}"
+                input_tokens = len(str(body.get("system", "")).split()) + sum(
+                    len(str(m.get("content", "")).split()) for m in messages
+                )
+                usage = {"input_tokens": input_tokens, "output_tokens": len(text.split())}
+                message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model"),
+                           "stop_reason": "end_turn", "stop_sequence": None}  # fmt: skip
+                if not body.get("stream"):
+                    return self._json(200, {**message, "content": [{"type": "text", "text": text}], "usage": usage})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                events = [
+                    ("message_start", {"type": "message_start", "message": {
+                        **message, "content": [], "stop_reason": None,
+                        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "text", "text": ""}}),
+                    *[("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "text_delta", "text": piece}})
+                      for piece in _pieces(text)],
+                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                       "usage": {"output_tokens": usage["output_tokens"]}}),
+                    ("message_stop", {"type": "message_stop"}),
+                ]  # fmt: skip
+                for name, data in events:
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+                self.close_connection = True
+
             def _embeddings(self, body):
                 inputs = body.get("input", [])
                 inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -132,6 +170,11 @@ class FakeOpenAI:
                 pass
 
         return Handler
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [word if index == len(words) - 1 else word + " " for index, word in enumerate(words)]
 
 
 def main():
