@@ -119,13 +119,13 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         messages = [dict(message) for message in data.validated_data["messages"]]
         bypass = "no-cache" in request.headers.get("Cache-Control", "")
         api_key = request.auth if hasattr(request.auth, "scopes") else None
-        if request.query_params.get("async") in ("1", "true"):
-            record, _ = run_service(
-                services.agent_invoke_async, user=request.user, agent=agent, messages=messages, api_key=api_key,
-                bypass_cache=bypass, idempotency_key=idempotency_key(request),
-            )  # fmt: skip
-            return accepted(request, record)
         try:
+            if request.query_params.get("async") in ("1", "true"):
+                record, _ = services.agent_invoke_async(
+                    user=request.user, agent=agent, messages=messages, api_key=api_key,
+                    bypass_cache=bypass, idempotency_key=idempotency_key(request),
+                )  # fmt: skip
+                return accepted(request, record)
             if data.validated_data["stream"]:
                 return _stream_response(services.agent_invoke_stream(
                     user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
@@ -190,7 +190,7 @@ class AgentRunViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixi
     serializer_class = AgentRunSerializer
     pagination_class = NewestFirst
     queryset = AgentRun.objects.none()
-    filterset_fields = ["agent", "status", "cache"]
+    filter_backends = []  # filtered below: another user's agent id must look like any unknown id
     action_policies = {
         "list": ("agents.view_agentrun", "agents:read"),
         "retrieve": ("agents.view_agentrun", "agents:read"),
@@ -199,7 +199,24 @@ class AgentRunViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixi
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AgentRun.objects.none()
-        return selectors.run_list(user=self.request.user)
+        runs = selectors.run_list(user=self.request.user)
+        params = self.request.query_params
+        if "agent" in params:
+            runs = runs.filter(agent_id=params["agent"]) if params["agent"].isdigit() else runs.none()
+        for name in ("status", "cache"):
+            if name in params:
+                runs = runs.filter(**{name: params[name]})
+        return runs
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("agent", int, description="Only runs of this agent."),
+            OpenApiParameter("status", str, enum=AgentRun.Status.values),
+            OpenApiParameter("cache", str, enum=AgentRun.Cache.values),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     def retrieve(self, request, pk=None):
         try:

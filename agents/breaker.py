@@ -33,21 +33,25 @@ def _redis():
 
 
 def check(name: str) -> None:
-    """Raise CircuitOpen while the provider's breaker is open."""
-    _, open_key, _ = _keys(name)
+    """Raise CircuitOpen while the provider's breaker is open; after the pause, let one trial call through."""
+    _, open_key, tripped = _keys(name)
     try:
-        ttl = _redis().ttl(open_key)
+        redis = _redis()
+        remaining_ms = redis.pttl(open_key)
+        if remaining_ms and remaining_ms > 0:
+            raise CircuitOpen(name, retry_after=max(1, -(-remaining_ms // 1000)))
+        if redis.exists(tripped) and not redis.set(f"sb:cb:{name}:trial", 1, nx=True, ex=settings.BREAKER_OPEN_SECONDS):
+            raise CircuitOpen(name, retry_after=1)  # another request is making the trial call
+    except CircuitOpen:
+        raise
     except Exception as error:
         logger.warning("circuit breaker unavailable (%s); calling %s anyway", error.__class__.__name__, name)
-        return
-    if ttl and ttl > 0:
-        raise CircuitOpen(name, retry_after=ttl)
 
 
 def record_success(name: str) -> None:
     fails, _, tripped = _keys(name)
     try:
-        _redis().delete(fails, tripped)
+        _redis().delete(fails, tripped, f"sb:cb:{name}:trial")
     except Exception:
         pass
 
@@ -66,7 +70,7 @@ def record_failure(name: str) -> None:
             pipe = redis.pipeline()
             pipe.set(open_key, 1, ex=settings.BREAKER_OPEN_SECONDS)
             pipe.set(tripped, 1, ex=settings.BREAKER_OPEN_SECONDS * 10)  # the next failure reopens at once
-            pipe.delete(fails)
+            pipe.delete(fails, f"sb:cb:{name}:trial")
             pipe.execute()
             logger.error("circuit breaker for %s opened after %s failures", name, count)
     except Exception as error:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -80,13 +81,21 @@ def store(key: str, *, text: str, input_tokens: int, output_tokens: int, ttl: in
     _redis().set(f"{PREFIX}:e:{key}", json.dumps(data), ex=ttl + settings.RESPONSE_CACHE_STALE_SECONDS)
 
 
-def acquire(key: str, seconds: float) -> bool:
-    """Become the one request that calls the provider for this key."""
-    return bool(_redis().set(f"{PREFIX}:l:{key}", 1, nx=True, px=int(seconds * 1000)))
+# Delete the lock only if it is still ours (a leader that overran must not free its successor's lock).
+RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
-def release(key: str) -> None:
-    _redis().delete(f"{PREFIX}:l:{key}")
+def acquire(key: str, seconds: float) -> str | None:
+    """Become the one request that calls the provider for this key; returns the lock's token, or None."""
+    token = uuid.uuid4().hex
+    return token if _redis().set(f"{PREFIX}:l:{key}", token, nx=True, px=int(seconds * 1000)) else None
+
+
+def release(key: str, token: str) -> None:
+    _redis().eval(RELEASE_SCRIPT, 1, f"{PREFIX}:l:{key}", token)
 
 
 def wait_for(key: str, seconds: float) -> Entry | None:

@@ -2,7 +2,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -19,7 +19,12 @@ class Provider(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     base_url = models.URLField(max_length=300, blank=True, default="", help_text="Empty: the vendor's default.")
     api_key_env = models.CharField(
-        max_length=100, blank=True, default="", help_text="Name of the environment variable holding the key."
+        max_length=100,
+        blank=True,
+        default="",
+        # Only *_API_KEY names: a provider must not be able to carry SECRET_KEY or DATABASE_URL to its host.
+        validators=[RegexValidator(r"^[A-Z][A-Z0-9_]*_API_KEY$", "Name a variable ending in _API_KEY.")],
+        help_text="Name of the environment variable holding the key, e.g. OPENAI_API_KEY.",
     )
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     timeout_seconds = models.FloatField(default=60, validators=[MinValueValidator(1), MaxValueValidator(600)])

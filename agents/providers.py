@@ -31,10 +31,12 @@ class Completion:
 class ProviderError(Exception):
     """The provider failed; `status` is what the caller gets (502 bad answer, 503 down, 504 timeout)."""
 
-    def __init__(self, message: str, status: int = 502, retry_after: int | None = None):
+    def __init__(self, message: str, status: int = 502, retry_after: int | None = None, provider_fault: bool = True):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        # Whether it counts against the provider's breaker: an outage does, a rate limit or a bad request not.
+        self.provider_fault = provider_fault
 
 
 def _api_key(provider: Provider) -> str:
@@ -82,9 +84,13 @@ def _translate(error: Exception, provider: Provider) -> ProviderError:
     if isinstance(error, (openai.APIConnectionError, anthropic.APIConnectionError)):
         return ProviderError(f"The model provider {name!r} cannot be reached.", status=503, retry_after=30)
     if isinstance(error, (openai.RateLimitError, anthropic.RateLimitError)):
-        return ProviderError(f"The model provider {name!r} is rate limiting us.", status=503, retry_after=30)
+        return ProviderError(
+            f"The model provider {name!r} is rate limiting us.", status=503, retry_after=30, provider_fault=False
+        )
     if isinstance(error, (openai.BadRequestError, anthropic.BadRequestError)):
-        return ProviderError(f"The model provider {name!r} refused the request as invalid.", status=400)
+        return ProviderError(
+            f"The model provider {name!r} refused the request as invalid.", status=400, provider_fault=False
+        )
     if isinstance(error, (openai.APIStatusError, anthropic.APIStatusError)) and error.status_code >= 500:
         return ProviderError(f"The model provider {name!r} failed.", status=502)
     return ProviderError(f"The model provider {name!r} answered with an error.", status=502)
@@ -134,6 +140,9 @@ def complete(
     except (openai.OpenAIError, anthropic.AnthropicError) as error:
         logger.warning("provider %s failed: %r", provider.name, error, extra={"provider": provider.name})
         raise _translate(error, provider) from error
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:  # an answer of the wrong shape
+        logger.warning("provider %s answered malformed: %r", provider.name, error, extra={"provider": provider.name})
+        raise ProviderError(f"The model provider {provider.name!r} answered malformed.", status=502) from error
     finally:
         logger.debug("provider %s took %.1f ms", provider.name, (time.perf_counter() - started) * 1000)
 
@@ -179,13 +188,20 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
                 model=model.provider_model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                 stream=True, stream_options={"include_usage": True},
             )  # fmt: skip
-            parts, usage = [], None
-            for chunk in response:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if chunk.choices and chunk.choices[0].delta.content:
-                    parts.append(chunk.choices[0].delta.content)
-                    yield chunk.choices[0].delta.content
+            parts, usage, finished = [], None, False
+            try:
+                for chunk in response:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if chunk.choices and chunk.choices[0].finish_reason:
+                        finished = True
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        parts.append(chunk.choices[0].delta.content)
+                        yield chunk.choices[0].delta.content
+            finally:
+                response.close()  # a client that went away must not keep the provider generating
+            if not finished:
+                raise ProviderError(f"The model provider {provider.name!r} cut the answer off.", status=502)
             text = "".join(parts)
             result.completion = Completion(
                 text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else len(text.split())

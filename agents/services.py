@@ -57,7 +57,7 @@ class _Call:
     key: str | None = None
     outcome: str = Cache.BYPASS
     stale: response_cache.Entry | None = None
-    leader: bool = False
+    lock_token: str | None = None
 
 
 # --- the catalog ---------------------------------------------------------------------------------------
@@ -170,9 +170,19 @@ def build_prompt(agent: Agent, memories: list[str], messages: list[dict]) -> lis
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
+def _lock_seconds(call: _Call) -> float:
+    """How long one provider call may take, SDK retries included: the single-flight lock and wait."""
+    provider = call.agent.effective_model.provider
+    return provider.timeout_seconds * (provider.max_retries + 1) + 10
+
+
 def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
     """Everything before the provider call; returns a fresh cache entry to serve, if there is one."""
-    call.messages = guard_input(call.messages)
+    try:
+        call.messages = guard_input(call.messages)
+    except Refused as refusal:
+        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal))
+        raise
     admit_quota(call)
     memories = retrieve_memories(call)
     call.prompt = build_prompt(call.agent, memories, call.messages)
@@ -181,10 +191,11 @@ def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
         call.outcome = Cache.BYPASS
         return None
     try:
+        model = call.agent.effective_model
         call.key = response_cache.entry_key(
             agent=call.agent,
             user=call.user,
-            model_name=call.agent.effective_model.name,
+            model_name=f"{model.name}:{model.provider_id}:{model.provider_model}",
             messages=call.prompt,
             temperature=call.agent.effective_temperature,
             max_tokens=call.agent.effective_max_tokens,
@@ -196,13 +207,13 @@ def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
             return entry
         call.stale = entry
         call.outcome = Cache.MISS
-        call.leader = response_cache.acquire(call.key, call.agent.effective_model.provider.timeout_seconds)
-        if not call.leader:  # another request is asking the provider the same thing: wait for its answer
-            entry = response_cache.wait_for(call.key, call.agent.effective_model.provider.timeout_seconds)
+        call.lock_token = response_cache.acquire(call.key, _lock_seconds(call))
+        if not call.lock_token:  # another request is asking the provider the same thing: wait for its answer
+            entry = response_cache.wait_for(call.key, _lock_seconds(call))
             if entry is not None:
                 call.outcome = Cache.HIT
                 return entry
-            call.leader = response_cache.acquire(call.key, call.agent.effective_model.provider.timeout_seconds)
+            call.lock_token = response_cache.acquire(call.key, _lock_seconds(call))
     except Exception as error:  # Redis is down or slow: go to the provider
         logger.warning("response cache unavailable (%s); calling the provider", error.__class__.__name__)
         call.key, call.outcome = None, Cache.BYPASS
@@ -221,7 +232,7 @@ def _provider_call(call: _Call) -> Completion:
             idempotency_key=call.idempotency_key,
         )
     except ProviderError as error:
-        if error.status >= 500:
+        if error.provider_fault:
             breaker.record_failure(model.provider.name)
         raise
     breaker.record_success(model.provider.name)
@@ -251,27 +262,40 @@ def _finish(call: _Call, completion: Completion, *, streamed: bool = False) -> I
 
 
 def _release(call: _Call) -> None:
-    if call.key and call.leader:
+    if call.key and call.lock_token:
         try:
-            response_cache.release(call.key)
+            response_cache.release(call.key, call.lock_token)
         except Exception:
             pass
+        call.lock_token = None
 
 
 def _served_from_cache(call: _Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
     completion = Completion(entry.text, entry.input_tokens, entry.output_tokens)
+    try:
+        _content_guard(entry.text, "answer")  # the policy may have changed since the answer was cached
+    except Refused as refusal:
+        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, charged=False)
+        raise
     settle_quota(call, None)  # a hit costs a request but no tokens
     run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed, charged=False)
     return InvokeResult(run=run, text=entry.text, cache=call.outcome, cache_key=call.key)
 
 
-def _on_provider_error(call: _Call, error: ProviderError, *, streamed: bool = False) -> InvokeResult:
+def _on_provider_error(
+    call: _Call,
+    error: ProviderError,
+    *,
+    streamed: bool = False,
+    allow_stale: bool = True,
+    partial: Completion | None = None,
+) -> InvokeResult:
     """Serve a stale answer within the staleness window if there is one; else record the failure and raise."""
     _release(call)
-    if call.stale is not None and error.status >= 500:
+    if call.stale is not None and error.status >= 500 and allow_stale:
         call.outcome = Cache.STALE
         return _served_from_cache(call, call.stale, streamed=streamed)
-    record_run(call, status=AgentRun.Status.FAILED, error=str(error), streamed=streamed)
+    record_run(call, status=AgentRun.Status.FAILED, error=str(error), streamed=streamed, completion=partial)
     raise error
 
 
@@ -282,7 +306,7 @@ def record_run(
     input_tokens = completion.input_tokens if completion else 0
     output_tokens = completion.output_tokens if completion else 0
     cost = model.cost(input_tokens, output_tokens) if (completion and charged) else None
-    run = AgentRun.objects.create(
+    fields = dict(
         agent=call.agent,
         user=call.user,
         api_key=call.api_key,
@@ -301,6 +325,11 @@ def record_run(
         idempotency_key=call.idempotency_key,
         request_id=current_request_id() or "",
     )
+    try:
+        with transaction.atomic():
+            run = AgentRun.objects.create(**fields)
+    except IntegrityError:  # the same task, delivered twice at once, finished first elsewhere
+        return AgentRun.objects.get(user=call.user, idempotency_key=call.idempotency_key, status=status)
     response_cache.count(call.agent.agent_type.slug, call.outcome)
     return run
 
@@ -353,27 +382,53 @@ class InvokeStream:
             self.result = _served_from_cache(call, self._entry, streamed=True)
             yield from _replay(self._entry.text)
             return
+        provider_name = call.agent.effective_model.provider.name
+        sent: list[str] = []
         try:
-            breaker.check(call.agent.effective_model.provider.name)
+            breaker.check(provider_name)
             upstream = providers.stream(
                 model=call.agent.effective_model,
                 messages=call.prompt,
                 temperature=call.agent.effective_temperature,
                 max_tokens=call.agent.effective_max_tokens,
             )
-            yield from upstream
+            for chunk in upstream:
+                # The content guard sees the answer as it grows: a refused word is never sent.
+                _content_guard("".join(sent) + chunk, "answer")
+                sent.append(chunk)
+                yield chunk
         except ProviderError as error:
-            if error.status >= 500:
-                breaker.record_failure(call.agent.effective_model.provider.name)
-            self.result = _on_provider_error(call, error, streamed=True)
+            if error.provider_fault and not isinstance(error, breaker.CircuitOpen):
+                breaker.record_failure(provider_name)
+            # Before the first chunk a stale answer may stand in; after it, the client has part of another.
+            self.result = _on_provider_error(
+                call, error, streamed=True, allow_stale=not sent, partial=self._partial(sent)
+            )
             yield from _replay(self.result.text)
             return
-        except GeneratorExit:
+        except Refused as refusal:
             _release(call)
-            record_run(call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True)
+            record_run(
+                call, status=AgentRun.Status.REFUSED, error=str(refusal), streamed=True, completion=self._partial(sent)
+            )
             raise
-        breaker.record_success(call.agent.effective_model.provider.name)
+        except GeneratorExit:  # the client went away: record what was generated, cache nothing
+            _release(call)
+            record_run(
+                call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True,
+                completion=self._partial(sent),
+            )  # fmt: skip
+            raise
+        breaker.record_success(provider_name)
         self.result = _finish(call, upstream.completion, streamed=True)
+
+    def _partial(self, sent: list[str]) -> Completion | None:
+        """Usage of an answer that did not complete, estimated from the prompt and what was sent."""
+        if not sent:
+            return None
+        text = "".join(sent)
+        prompt_words = sum(len(m["content"].split()) for m in self.call.prompt)
+        return Completion(text, prompt_words, len(text.split()))
 
 
 def _replay(text: str):

@@ -228,7 +228,7 @@ def test_a_content_guard_refusal_is_a_422_and_is_never_cached(alice, agent, fake
 
     assert refused_input.status_code == 422 and fake_llm.chat_calls() == 1
     assert refused_answer.status_code == 422
-    assert AgentRun.objects.get().status == "refused"
+    assert list(AgentRun.objects.values_list("status", "output")) == [("refused", ""), ("refused", "")]
     fake_llm.reply = None
     assert ask(api_client(alice), agent, "innocent")["X-Cache"] == "MISS"
 
@@ -371,3 +371,86 @@ def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alic
     run = AgentRun.objects.get(pk=plain.json()["run"])
     assert (run.input_tokens, run.output_tokens, run.cost) == (4, 3, Decimal("0.00005700"))
     assert "event: done" in body and AgentRun.objects.get(streamed=True).output == "echo: stream me"
+
+
+def stream_body(client, agent, text):
+    client.raise_request_exception = False
+    response = client.post(
+        f"/api/v1/agents/{agent.pk}/invoke", {"messages": [{"role": "user", "content": text}], "stream": True},
+        format="json",
+    )  # fmt: skip
+    return response, b"".join(response.streaming_content).decode()
+
+
+@pytest.mark.django_db
+def test_a_streamed_answer_stops_before_a_refused_word_is_sent(alice, agent, fake_llm, settings):
+    settings.CONTENT_BLOCKLIST = [r"\bsecret\b"]
+    fake_llm.reply = "the secret plan is X"
+
+    _, body = stream_body(api_client(alice), agent, "tell me")
+
+    assert '"the "' in body and "secret" not in body.replace("content policy", "")
+    assert "event: error" in body and '"refused"' in body
+    assert AgentRun.objects.get().status == "refused"
+
+
+@pytest.mark.django_db
+def test_a_stream_the_provider_cuts_off_is_an_error_and_is_not_cached(alice, agent, fake_llm):
+    fake_llm.cut_stream_after = 2
+
+    _, body = stream_body(api_client(alice), agent, "tell me more")
+
+    assert "event: error" in body and "event: done" not in body
+    run = AgentRun.objects.get()
+    assert run.status == "failed" and run.output_tokens == 2, "the partial answer is still recorded and charged"
+    fake_llm.cut_stream_after = None
+    assert stream_body(api_client(alice), agent, "tell me more")[0]["X-Cache"] == "MISS"
+
+
+@pytest.mark.django_db
+def test_streams_refused_by_an_open_breaker_do_not_keep_it_open(alice, agent, fake_llm, settings):
+    settings.BREAKER_FAILURES, settings.BREAKER_OPEN_SECONDS = 1, 1
+    fake_llm.failures = [500]
+    assert ask(api_client(alice), agent, "boom").status_code == 502
+
+    for n in range(3):
+        _, body = stream_body(api_client(alice), agent, f"while open {n}")
+        assert '"status": 503' in body
+    time.sleep(1.1)
+
+    assert ask(api_client(alice), agent, "after the pause").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_async_invocation_with_refused_input_is_a_422_not_a_500(alice, agent, fake_llm, settings):
+    settings.CONTENT_BLOCKLIST = ["forbidden"]
+    client = api_client(alice)
+
+    response = client.post(
+        f"/api/v1/agents/{agent.pk}/invoke?async=1", {"messages": [{"role": "user", "content": "forbidden"}]},
+        format="json",
+    )  # fmt: skip
+
+    assert response.status_code == 422
+
+
+@pytest.mark.django_db
+def test_filtering_runs_by_someone_elses_agent_looks_like_an_unknown_agent(alice, bob, agent, fake_llm):
+    ask(api_client(alice), agent)
+
+    others = api_client(bob).get(f"/api/v1/runs?agent={agent.pk}")
+    unknown = api_client(bob).get("/api/v1/runs?agent=999999")
+
+    assert others.status_code == unknown.status_code == 200
+    assert others.json()["results"] == unknown.json()["results"] == []
+
+
+def test_a_provider_key_variable_must_be_an_api_key_name():
+    from django.core.exceptions import ValidationError
+
+    from agents.models import Provider
+
+    for name in ("SECRET_KEY", "DATABASE_URL", "openai_api_key"):
+        with pytest.raises(ValidationError):
+            Provider(name="p", kind="openai", api_key_env=name).full_clean(exclude=["name"])
+    Provider(name="p", kind="openai", api_key_env="OPENAI_API_KEY").full_clean(validate_unique=False)

@@ -22,6 +22,7 @@ class FakeOpenAI:
         self.latency = 0.0
         self.failures: list[int] = []
         self.reply: str | None = None
+        self.cut_stream_after: int | None = None  # words sent before a stream is dropped without finishing
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler())
@@ -96,6 +97,9 @@ class FakeOpenAI:
                         "model": body.get("model")}  # fmt: skip
                 try:
                     for index, word in enumerate(words):
+                        if fake.cut_stream_after is not None and index >= fake.cut_stream_after:
+                            self.close_connection = True
+                            return
                         piece = word if index == len(words) - 1 else word + " "
                         chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
