@@ -22,7 +22,12 @@ from rest_framework.views import APIView
 from accounts import selectors, serializers, services
 from accounts.models import ApiKey, SecurityEvent, User
 from accounts.permissions import ActionPolicy, request_scopes
-from accounts.security import LimiterUnavailable, login_rate_exceeded
+from accounts.security import (
+    LimiterUnavailable,
+    key_creation_rate_exceeded,
+    login_rate_exceeded,
+    signup_rate_exceeded,
+)
 from platform_site.api_errors import DependencyUnavailable
 
 
@@ -45,6 +50,16 @@ def run_service(function, **kwargs):
         raise ConflictError(str(error)) from error
 
 
+def _refuse_when_limited(check, *args) -> None:
+    """429 when a django-ratelimit check refuses, 503 when its store is unreachable (fails closed)."""
+    try:
+        limited = check(*args)
+    except LimiterUnavailable:
+        raise DependencyUnavailable() from None
+    if limited:
+        raise exceptions.Throttled(wait=60, detail="Too many attempts; slow down.")
+
+
 class PolicyMixin:
     permission_classes = [ActionPolicy]
 
@@ -61,6 +76,7 @@ class SignupView(APIView):
     def post(self, request):
         if not settings.REGISTRATION_OPEN:
             raise exceptions.PermissionDenied("Registration is closed; ask an admin for an account.")
+        _refuse_when_limited(signup_rate_exceeded, request._request)
         data = serializers.SignupSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = run_service(services.user_register, **data.validated_data, request=request)
@@ -79,12 +95,7 @@ class LoginView(APIView):
         data = serializers.LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         django_request = request._request
-        try:
-            too_fast = login_rate_exceeded(django_request, data.validated_data["username"])
-        except LimiterUnavailable:
-            raise DependencyUnavailable() from None
-        if too_fast:
-            raise exceptions.Throttled(wait=60, detail="Too many login attempts; slow down.")
+        _refuse_when_limited(login_rate_exceeded, django_request, data.validated_data["username"])
         user = authenticate(django_request, **data.validated_data)
         if getattr(django_request, "axes_locked_out", False):
             raise LockedOut(wait=settings.AXES_COOLOFF_TIME.total_seconds())
@@ -268,6 +279,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=serializers.ApiKeyCreateSerializer, responses={201: serializers.ApiKeyWithSecretSerializer})
     def create(self, request):
+        _refuse_when_limited(key_creation_rate_exceeded, request._request, request.user)
         data = serializers.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         owner = _key_owner(request, data.validated_data.pop("user", None))

@@ -42,13 +42,19 @@ class User(AbstractUser):
             ("manage_all_keys", "Can list, create and revoke API keys of any user"),
         ]
 
+    def refresh_from_db(self, *args, **kwargs):
+        self.__dict__.pop("_role", None)
+        super().refresh_from_db(*args, **kwargs)
+
     @property
     def role(self) -> str | None:
         """The most powerful role the user holds (superusers are admins)."""
         if self.is_superuser:
             return "admin"
-        held = {group.name for group in self.groups.all()}
-        return next((role for role in ROLES if role in held), None)
+        if not hasattr(self, "_role"):  # once per user object (a request); role services set it afresh
+            held = {group.name for group in self.groups.all()}
+            self._role = next((role for role in ROLES if role in held), None)
+        return self._role
 
 
 # --- API keys ------------------------------------------------------------------------------------------
@@ -201,6 +207,7 @@ class SecurityEvent(models.Model):
         ROLE_CHANGED = "role_changed", "Role changed"
         PERMISSION_GRANTED = "permission_granted", "Permission granted"
         PERMISSION_REVOKED = "permission_revoked", "Permission revoked"
+        QUOTA_EXCEEDED = "quota_exceeded", "Quota exceeded"
 
     # What a user sees of their own events in the browser.
     OWN_KINDS = [
@@ -218,6 +225,7 @@ class SecurityEvent(models.Model):
         Kind.KEY_EXPIRED,
         Kind.KEY_REJECTED,
         Kind.ROLE_CHANGED,
+        Kind.QUOTA_EXCEEDED,
     ]
 
     kind = models.CharField(max_length=30, choices=Kind.choices)

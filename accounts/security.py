@@ -36,33 +36,41 @@ def user_agent(request) -> str:
     return request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH]
 
 
-# --- slowing down login attempts -----------------------------------------------------------------------
+# --- slowing down abusable endpoints (django-ratelimit) ------------------------------------------------
 
 
 class LimiterUnavailable(Exception):
-    """The login limiter's store (Redis) is unreachable; logins are refused rather than let through."""
+    """The limiter's store (Redis) is unreachable; the action is refused rather than let through (503)."""
 
 
-def login_rate_exceeded(request, username: str) -> bool:
-    """Count one login attempt per address and per account; True once either passes LOGIN_RATE.
+def rate_exceeded(request, action: str, subjects: dict[str, str], rate: str) -> bool:
+    """Count one attempt of `action` for each subject (e.g. the address, the account); True once any passes `rate`.
 
-    Fails closed: with Redis unreachable it raises LimiterUnavailable (answered 503).
+    Fails closed: with Redis unreachable it raises LimiterUnavailable.
     """
     from django_ratelimit.core import is_ratelimited
 
-    rate = settings.LOGIN_RATE
+    limited = False
     try:
-        by_address = is_ratelimited(
-            request,
-            group="login:address",
-            key=lambda group, req: client_ip(req) or "unknown",
-            rate=rate,
-            increment=True,
-        )
-        by_account = is_ratelimited(
-            request, group="login:account", key=lambda group, req: username.strip().lower(), rate=rate, increment=True
-        )
+        for name, value in subjects.items():
+            limited |= is_ratelimited(
+                request, group=f"{action}:{name}", key=lambda group, req, value=value: value, rate=rate, increment=True
+            )
     except Exception as error:  # django-redis raises its own ConnectionInterrupted, redis-py its errors
-        logger.warning("login limiter unavailable: %s", error.__class__.__name__)
+        logger.warning("%s limiter unavailable: %s", action, error.__class__.__name__)
         raise LimiterUnavailable from error
-    return by_address or by_account
+    return limited
+
+
+def login_rate_exceeded(request, username: str) -> bool:
+    """Login attempts per address and per account, at LOGIN_RATE."""
+    subjects = {"address": client_ip(request) or "unknown", "account": username.strip().lower()}
+    return rate_exceeded(request, "login", subjects, settings.LOGIN_RATE)
+
+
+def signup_rate_exceeded(request) -> bool:
+    return rate_exceeded(request, "signup", {"address": client_ip(request) or "unknown"}, settings.SIGNUP_RATE)
+
+
+def key_creation_rate_exceeded(request, user) -> bool:
+    return rate_exceeded(request, "key-creation", {"user": str(user.pk)}, settings.KEY_CREATION_RATE)

@@ -94,6 +94,9 @@ def user_register(*, username: str, email: str, password: str, request=None) -> 
 def _set_role_groups(user: User, role: str) -> None:
     user.groups.remove(*Group.objects.filter(name__in=ROLES).exclude(name=role))
     user.groups.add(Group.objects.get(name=role))
+    user._role = role
+    for cache_name in ("_perm_cache", "_group_perm_cache", "_user_perm_cache"):
+        user.__dict__.pop(cache_name, None)
     is_staff = role in STAFF_ROLES
     if user.is_staff != is_staff:
         user.is_staff = is_staff

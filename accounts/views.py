@@ -17,7 +17,20 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.forms import ApiKeyCreateForm, PreferencesForm, ProfileForm, SignupForm
 from accounts.models import SecurityEvent, User
-from accounts.security import LimiterUnavailable, login_rate_exceeded
+from accounts.security import (
+    LimiterUnavailable,
+    key_creation_rate_exceeded,
+    login_rate_exceeded,
+    signup_rate_exceeded,
+)
+
+
+def _too_many(request, check, *args) -> bool:
+    """Whether a django-ratelimit check refuses; an unreachable limiter refuses too (fails closed)."""
+    try:
+        return check(*args)
+    except LimiterUnavailable:
+        return True
 
 
 def _add_errors(form, error: ValidationError) -> None:
@@ -79,6 +92,8 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("dashboard")
     form = SignupForm(request.POST or None)
+    if request.method == "POST" and _too_many(request, signup_rate_exceeded, request):
+        return render(request, "accounts/signup.html", {"form": form, "too_fast": True}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_register(**form.cleaned_data, request=request)
@@ -110,6 +125,9 @@ def profile(request):
 @never_cache
 def keys(request):
     form = ApiKeyCreateForm(request.POST or None)
+    if request.method == "POST" and _too_many(request, key_creation_rate_exceeded, request, request.user):
+        messages.error(request, "Too many keys created recently; try again later.")
+        return redirect("keys")
     if request.method == "POST" and form.is_valid():
         days = form.cleaned_data["expires_in_days"]
         try:

@@ -26,12 +26,23 @@ from agents.serializers import (
     InvokeSerializer,
     LanguageModelSerializer,
 )
+from platform_site.api_errors import DependencyUnavailable
+from quotas.services import QuotaExceeded, QuotaUnavailable, refusal_headers
 from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
 
 
 class Refused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = "refused"
+
+
+class QuotaRefused(exceptions.Throttled):
+    default_code = "quota_exceeded"
+
+    def __init__(self, error: QuotaExceeded):
+        super().__init__(wait=error.refusal.reset_seconds, detail=str(error))
+        self.extra_body = {"quota": error.body}
+        self.headers = refusal_headers(error)
 
 
 class ProviderFailed(exceptions.APIException):
@@ -139,12 +150,20 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
             raise Refused(str(refusal)) from refusal
         except ProviderError as error:
             raise ProviderFailed(error) from error
+        except QuotaExceeded as error:
+            raise QuotaRefused(error) from error
+        except QuotaUnavailable as error:
+            raise DependencyUnavailable(str(error)) from error
         run = result.run
         body = {
             "run": str(run.pk), "output": result.text, "cache": result.cache, "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens, "cost": str(run.cost),
         }  # fmt: skip
-        headers = {"X-Cache": result.cache, **({"X-Cache-Key": result.cache_key} if result.cache_key else {})}
+        headers = {
+            "X-Cache": result.cache,
+            **({"X-Cache-Key": result.cache_key} if result.cache_key else {}),
+            **result.headers,
+        }
         return Response(body, headers=headers)
 
 

@@ -79,6 +79,9 @@ class AgentType(models.Model):
     cache_scope = models.CharField(max_length=10, choices=CacheScope.choices, default=CacheScope.USER)
     default_max_tokens = models.PositiveIntegerField(default=1024)
     default_temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0), MaxValueValidator(2)])
+    # Default limits every user gets on agents of this type (quotas counts them per user and type).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
 
     def __str__(self):
         return self.slug

@@ -12,6 +12,7 @@ by the caller through `agents.selectors.agent_get`.
 """
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from agents import cache as response_cache
 from agents.models import Agent, AgentRun, AgentType
 from agents.providers import Completion, ProviderError
 from platform_site.correlation import current_request_id
+from quotas.services import quota_admit, quota_release, quota_settle, usage_record
 
 logger = logging.getLogger("switchboard.agents")
 Cache = AgentRun.Cache
@@ -41,6 +43,7 @@ class InvokeResult:
     text: str
     cache: str
     cache_key: str | None = None
+    headers: dict = field(default_factory=dict)  # RateLimit headers of the tightest limit
 
 
 @dataclass
@@ -58,6 +61,9 @@ class _Call:
     outcome: str = Cache.BYPASS
     stale: response_cache.Entry | None = None
     lock_token: str | None = None
+    max_tokens: int = 0
+    reservation: object = None
+    ratelimit_headers: dict = field(default_factory=dict)
 
 
 # --- the catalog ---------------------------------------------------------------------------------------
@@ -150,12 +156,56 @@ def _content_guard(text: str, what: str) -> None:
             raise Refused(f"The {what} was refused by the content policy.")
 
 
+def estimate_tokens(texts: list[str]) -> int:
+    """A safe upper estimate of input tokens (characters / TOKEN_ESTIMATE_CHARS_PER_TOKEN, plus overhead)."""
+    characters = sum(len(text) for text in texts)
+    return math.ceil(characters / settings.TOKEN_ESTIMATE_CHARS_PER_TOKEN) + 4 * len(texts) + 8
+
+
 def admit_quota(call: _Call) -> None:
-    """Quota step: rate limits and the token-budget reservation. Admits everything until the Quotas issue."""
+    """Quota step: check the size, then count the request and reserve its worst case against every limit.
+
+    Refused before any provider call: a model without a price, a prompt the model cannot hold. `max_tokens`
+    is clamped to what the model's window leaves. Raises QuotaExceeded (429) or QuotaUnavailable (503).
+    """
+    model = call.agent.effective_model
+    if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
+        raise ValidationError({"model": f"The model {model.name!r} has no price yet; an operator must set one."})
+    estimate = estimate_tokens([call.agent.system_prompt, *(m["content"] for m in call.messages)])
+    if estimate >= model.context_window:
+        raise ValidationError(
+            {
+                "messages": f"The conversation (about {estimate} tokens) does not fit {model.name!r} ({model.context_window})."
+            }
+        )
+    call.max_tokens = min(call.agent.effective_max_tokens, model.context_window - estimate)
+    agent_type = call.agent.agent_type
+    call.reservation = quota_admit(
+        user=call.user,
+        api_key=call.api_key,
+        agent_type=agent_type.slug,
+        model=model.name,
+        tokens=estimate + call.max_tokens,
+        cost=model.cost(estimate, call.max_tokens),
+        type_limits={
+            "requests_per_minute": agent_type.requests_per_minute,
+            "tokens_per_day": agent_type.tokens_per_day,
+        },
+    )
+    call.ratelimit_headers = call.reservation.headers()
 
 
 def settle_quota(call: _Call, completion: Completion | None) -> None:
-    """Quota step after the call: settle the reservation with the real usage. Nothing to settle yet."""
+    """Quota step after the call: the real usage replaces the reservation; no completion (a hit, a failure)
+    gives everything back."""
+    if call.reservation is None:
+        return
+    if completion is None:
+        quota_release(reservation=call.reservation)
+    else:
+        cost = call.agent.effective_model.cost(completion.input_tokens, completion.output_tokens) or 0
+        quota_settle(reservation=call.reservation, tokens=completion.input_tokens + completion.output_tokens, cost=cost)
+    call.reservation = None
 
 
 def retrieve_memories(call: _Call) -> list[str]:
@@ -198,7 +248,7 @@ def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
             model_name=f"{model.name}:{model.provider_id}:{model.provider_model}",
             messages=call.prompt,
             temperature=call.agent.effective_temperature,
-            max_tokens=call.agent.effective_max_tokens,
+            max_tokens=call.max_tokens,
             memories=memories,
         )
         entry = response_cache.lookup(call.key)
@@ -228,7 +278,7 @@ def _provider_call(call: _Call) -> Completion:
             model=model,
             messages=call.prompt,
             temperature=call.agent.effective_temperature,
-            max_tokens=call.agent.effective_max_tokens,
+            max_tokens=call.max_tokens,
             idempotency_key=call.idempotency_key,
         )
     except ProviderError as error:
@@ -241,13 +291,13 @@ def _provider_call(call: _Call) -> Completion:
 
 def _finish(call: _Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
     """Output guard, settle, store, record."""
+    settle_quota(call, completion)  # the provider worked: its usage is charged whatever the guard says
     try:
         _content_guard(completion.text, "answer")
     except Refused as refusal:
         _release(call)
         record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, streamed=streamed)
         raise
-    settle_quota(call, completion)
     if call.key and call.outcome == Cache.MISS:
         try:
             response_cache.store(
@@ -258,7 +308,9 @@ def _finish(call: _Call, completion: Completion, *, streamed: bool = False) -> I
             logger.warning("response cache unavailable (%s); answer not cached", error.__class__.__name__)
     _release(call)
     run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed)
-    return InvokeResult(run=run, text=completion.text, cache=call.outcome, cache_key=call.key)
+    return InvokeResult(
+        run=run, text=completion.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
+    )
 
 
 def _release(call: _Call) -> None:
@@ -272,14 +324,16 @@ def _release(call: _Call) -> None:
 
 def _served_from_cache(call: _Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
     completion = Completion(entry.text, entry.input_tokens, entry.output_tokens)
+    settle_quota(call, None)  # a hit costs a request but no tokens
     try:
         _content_guard(entry.text, "answer")  # the policy may have changed since the answer was cached
     except Refused as refusal:
         record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, charged=False)
         raise
-    settle_quota(call, None)  # a hit costs a request but no tokens
     run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed, charged=False)
-    return InvokeResult(run=run, text=entry.text, cache=call.outcome, cache_key=call.key)
+    return InvokeResult(
+        run=run, text=entry.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
+    )
 
 
 def _on_provider_error(
@@ -292,6 +346,7 @@ def _on_provider_error(
 ) -> InvokeResult:
     """Serve a stale answer within the staleness window if there is one; else record the failure and raise."""
     _release(call)
+    settle_quota(call, partial)
     if call.stale is not None and error.status >= 500 and allow_stale:
         call.outcome = Cache.STALE
         return _served_from_cache(call, call.stale, streamed=streamed)
@@ -330,6 +385,11 @@ def record_run(
             run = AgentRun.objects.create(**fields)
     except IntegrityError:  # the same task, delivered twice at once, finished first elsewhere
         return AgentRun.objects.get(user=call.user, idempotency_key=call.idempotency_key, status=status)
+    usage_record(
+        run_id=run.pk, user=call.user, api_key=call.api_key, agent_type=call.agent.agent_type.slug,
+        model=model.name, input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost=run.cost,
+        cached=call.outcome in (Cache.HIT, Cache.STALE),
+    )  # fmt: skip
     response_cache.count(call.agent.agent_type.slug, call.outcome)
     return run
 
@@ -360,6 +420,7 @@ def agent_invoke(
         return _on_provider_error(call, error)
     except Exception:
         _release(call)
+        settle_quota(call, None)
         raise
     return _finish(call, completion)
 
@@ -390,7 +451,7 @@ class InvokeStream:
                 model=call.agent.effective_model,
                 messages=call.prompt,
                 temperature=call.agent.effective_temperature,
-                max_tokens=call.agent.effective_max_tokens,
+                max_tokens=call.max_tokens,
             )
             for chunk in upstream:
                 # The content guard sees the answer as it grows: a refused word is never sent.
@@ -408,12 +469,14 @@ class InvokeStream:
             return
         except Refused as refusal:
             _release(call)
+            settle_quota(call, self._partial(sent))
             record_run(
                 call, status=AgentRun.Status.REFUSED, error=str(refusal), streamed=True, completion=self._partial(sent)
             )
             raise
         except GeneratorExit:  # the client went away: record what was generated, cache nothing
             _release(call)
+            settle_quota(call, self._partial(sent))
             record_run(
                 call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True,
                 completion=self._partial(sent),

@@ -7,6 +7,8 @@ component, so the OpenAPI schema documents what clients receive.
 """
 
 from drf_standardized_errors.formatter import ExceptionFormatter as StandardExceptionFormatter
+from drf_standardized_errors.handler import ExceptionHandler as StandardExceptionHandler
+from rest_framework import pagination
 from rest_framework.exceptions import APIException
 
 from platform_site.correlation import current_request_id
@@ -15,6 +17,7 @@ from platform_site.correlation import current_request_id
 class ExceptionFormatter(StandardExceptionFormatter):
     def format_error_response(self, error_response):
         body = super().format_error_response(error_response)
+        body.update(getattr(self.exc, "extra_body", {}))  # e.g. the quota that refused the request
         body["request_id"] = current_request_id()
         return body
 
@@ -38,3 +41,16 @@ class DependencyUnavailable(APIException):
     status_code = 503
     default_detail = "A service this request needs is unavailable; try again shortly."
     default_code = "service_unavailable"
+
+
+class ExceptionHandler(StandardExceptionHandler):
+    """drf-standardized-errors' handler, passing on headers an exception carries (e.g. RateLimit)."""
+
+    def get_headers(self, exc):
+        return {**super().get_headers(exc), **getattr(exc, "headers", {})}
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """Pages of at most 200 items, however many are asked for."""
+
+    max_limit = 200

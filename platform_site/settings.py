@@ -281,6 +281,8 @@ AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 AXES_VERBOSE = False
 LOGIN_RATE = env.str("LOGIN_RATE", default="5/m")
+SIGNUP_RATE = env.str("SIGNUP_RATE", default="10/h")  # sign-ups per address
+KEY_CREATION_RATE = env.str("KEY_CREATION_RATE", default="30/h")  # API keys created per user
 
 # Object permissions: no anonymous user row; global (role) permissions never widen object access.
 ANONYMOUS_USER_NAME = None
@@ -298,6 +300,19 @@ RESPONSE_CACHE_STALE_SECONDS = env.int("RESPONSE_CACHE_STALE_SECONDS", default=3
 BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
 BREAKER_WINDOW_SECONDS = env.int("BREAKER_WINDOW_SECONDS", default=60)
 BREAKER_OPEN_SECONDS = env.int("BREAKER_OPEN_SECONDS", default=30)
+
+# Quotas: limits every user gets (per user), on top of the agent type's and the quota policies'. Token and
+# cost budgets are set by operators in QuotaPolicy rows; with Redis unreachable they refuse (503) while
+# request limits fall back to a per-process limiter, unless QUOTA_FAIL_CLOSED.
+QUOTA_DEFAULTS = {
+    "requests_per_minute": env.int("QUOTA_DEFAULT_REQUESTS_PER_MINUTE", default=60) or None,
+    "requests_per_day": env.int("QUOTA_DEFAULT_REQUESTS_PER_DAY", default=0) or None,
+    "tokens_per_day": env.int("QUOTA_DEFAULT_TOKENS_PER_DAY", default=0) or None,
+}
+QUOTA_FAIL_CLOSED = env.bool("QUOTA_FAIL_CLOSED", default=False)
+QUOTA_POLICY_CACHE_SECONDS = env.float("QUOTA_POLICY_CACHE_SECONDS", default=5)  # policy edits apply within this
+# Input tokens are estimated as characters / this, on the safe side (real text runs about 4 per token).
+TOKEN_ESTIMATE_CHARS_PER_TOKEN = env.float("TOKEN_ESTIMATE_CHARS_PER_TOKEN", default=3.0)
 
 # --- security -----------------------------------------------------------------------------------------
 
@@ -353,10 +368,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "platform_site.api_errors.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
-DRF_STANDARDIZED_ERRORS = {"EXCEPTION_FORMATTER_CLASS": "platform_site.api_errors.ExceptionFormatter"}
+DRF_STANDARDIZED_ERRORS = {
+    "EXCEPTION_FORMATTER_CLASS": "platform_site.api_errors.ExceptionFormatter",
+    "EXCEPTION_HANDLER_CLASS": "platform_site.api_errors.ExceptionHandler",
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
     "DESCRIPTION": "The operating platform for LLM agents: identity, quotas, cache, memory, tasks, workflows.",

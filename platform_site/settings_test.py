@@ -15,7 +15,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A test-only app with a shareable model (tests/sharing), standing for agents, workflows and memories.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sharing"]  # noqa: F405
 # Login slowing is tested on its own; elsewhere it must not get in the way of many logins.
-LOGIN_RATE = "1000/m"
+LOGIN_RATE = SIGNUP_RATE = KEY_CREATION_RATE = "1000/m"
 
 # Tracked test tasks (tests/worker_tasks.py) retry fast; webhooks reach the test receiver on 127.0.0.2 (any
 # other loopback address stays refused) and retry within seconds.
@@ -33,3 +33,6 @@ CELERY_TASK_ROUTES = {
     "tests.slow_append_killable": {"queue": "kill-test"},
     "tests.overrun": {"queue": "kill-test"},
 }
+# Quotas are tested with their own policies; the default per-user rate must not get in other tests' way.
+QUOTA_DEFAULTS = {"requests_per_minute": 10_000}
+QUOTA_POLICY_CACHE_SECONDS = 0  # tests change policies and expect them at once

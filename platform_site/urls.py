@@ -5,6 +5,7 @@ from rest_framework import permissions, routers
 
 import accounts.urls
 import agents.urls
+import quotas.urls
 import tasks.urls
 from platform_site import health, views
 
@@ -31,9 +32,11 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("tasks/", include("tasks.urls")),
     path("agents/", include("agents.urls")),
+    path("usage/", include("quotas.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(accounts.urls.api_urlpatterns)),
     path("api/v1/", include(agents.urls.api_urlpatterns)),
+    path("api/v1/", include(quotas.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

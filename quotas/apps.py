@@ -3,4 +3,12 @@ from django.apps import AppConfig
 
 class QuotasConfig(AppConfig):
     name = "quotas"
-    verbose_name = "Quotas"
+    verbose_name = "Quotas and usage"
+
+    role_permissions = {
+        "viewer": ["quotas.view_usagedaily"],
+        "operator": [
+            "quotas.view_quotapolicy", "quotas.add_quotapolicy", "quotas.change_quotapolicy",
+            "quotas.delete_quotapolicy", "quotas.view_usagerecord", "quotas.view_all_usage",
+        ],
+    }  # fmt: skip

@@ -1,0 +1,138 @@
+"""The limiter: every applicable limit of a request checked and counted in one atomic Redis script.
+
+All or nothing: the script first compares each counter plus the request's amount with its limit and
+only if all fit does it add the amounts, so a request refused by one limit consumes nothing from the
+others, and concurrent requests across processes can never together pass a limit. Windows are fixed
+(minute, hour, UTC day, calendar month); a counter's key names its window, so it expires with it.
+
+When Redis is unreachable, `LocalLimiter` applies the same rules inside the process (approximate across
+processes; see quotas.services for when that is allowed).
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django_redis import get_redis_connection
+
+ADMIT_SCRIPT = """
+local n = #KEYS
+for i = 1, n do
+  local limit = tonumber(ARGV[(i - 1) * 3 + 1])
+  local amount = tonumber(ARGV[(i - 1) * 3 + 2])
+  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if current + amount > limit then
+    return {i, current, redis.call('TTL', KEYS[i])}
+  end
+end
+local result = {0}
+for i = 1, n do
+  local limit = tonumber(ARGV[(i - 1) * 3 + 1])
+  local amount = tonumber(ARGV[(i - 1) * 3 + 2])
+  local value = redis.call('INCRBY', KEYS[i], amount)
+  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 3 + 3]) end
+  result[i + 1] = limit - value
+end
+return result
+"""
+
+ADJUST_SCRIPT = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[i]) end
+end
+return #KEYS
+"""
+
+WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass
+class Counter:
+    """One limit applied to one request: where it is counted, its limit and what this request adds."""
+
+    key: str
+    limit: int
+    amount: int
+    ttl: int
+    policy: str
+    field: str
+    window_seconds: int
+
+
+@dataclass
+class Refusal:
+    counter: Counter
+    current: int
+    reset_seconds: int
+
+
+def window(name: str, now: float | None = None) -> tuple[str, int, int]:
+    """(window id, seconds until it ends, its length) for a window name."""
+    now = time.time() if now is None else now
+    if name == "month":
+        moment = datetime.fromtimestamp(now, UTC)
+        following = datetime(moment.year + (moment.month == 12), moment.month % 12 + 1, 1, tzinfo=UTC)
+        start = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+        return f"{moment:%Y%m}", int(following.timestamp() - now) + 1, int((following - start).total_seconds())
+    length = WINDOW_SECONDS[name]
+    return str(int(now // length)), length - int(now % length), length
+
+
+class RedisLimiter:
+    def __init__(self):
+        self.redis = get_redis_connection("default")
+        self._admit = self.redis.register_script(ADMIT_SCRIPT)
+        self._adjust = self.redis.register_script(ADJUST_SCRIPT)
+
+    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int]]:
+        """(refusal, remaining per counter); nothing is counted when there is a refusal."""
+        if not counters:
+            return None, []
+        args = [value for c in counters for value in (c.limit, c.amount, c.ttl)]
+        result = self._admit(keys=[c.key for c in counters], args=args)
+        if result[0]:
+            counter = counters[result[0] - 1]
+            ttl = int(result[2])  # -2: no counter yet (the request alone is over the limit)
+            return Refusal(counter, int(result[1]), ttl if ttl > 0 else counter.ttl), []
+        return None, [int(value) for value in result[1:]]
+
+    def adjust(self, deltas: list[tuple[str, int]]) -> None:
+        deltas = [(key, delta) for key, delta in deltas if delta]
+        if deltas:
+            self._adjust(keys=[key for key, _ in deltas], args=[delta for _, delta in deltas])
+
+
+class LocalLimiter:
+    """The same rules within one process, for when Redis is down (each process counts on its own)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.values: dict[str, tuple[int, float]] = {}
+
+    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int]]:
+        now = time.monotonic()
+        with self.lock:
+            current = {}
+            for counter in counters:
+                value, expires = self.values.get(counter.key, (0, 0))
+                current[counter.key] = value if expires > now else 0
+                if current[counter.key] + counter.amount > counter.limit:
+                    return Refusal(counter, current[counter.key], counter.ttl), []
+            remaining = []
+            for counter in counters:
+                value = current[counter.key] + counter.amount
+                expires = self.values.get(counter.key, (0, now + counter.ttl))[1]
+                self.values[counter.key] = (value, expires if expires > now else now + counter.ttl)
+                remaining.append(counter.limit - value)
+            return None, remaining
+
+    def adjust(self, deltas: list[tuple[str, int]]) -> None:
+        with self.lock:
+            for key, delta in deltas:
+                if key in self.values:
+                    value, expires = self.values[key]
+                    self.values[key] = (value + delta, expires)
+
+
+local_limiter = LocalLimiter()
