@@ -300,6 +300,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
     def rotate(self, request, pk=None):
         data = serializers.ApiKeyRotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        _refuse_when_limited(key_creation_rate_exceeded, request._request, request.user)  # rotating mints a secret
         # Rotation hands out the new secret, so only the owner rotates (operators can revoke).
         key = selectors.apikey_get(user=request.user, pk=_int_value(pk), own_only=True)
         caller_scopes = request_scopes(request)

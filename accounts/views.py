@@ -151,6 +151,9 @@ def keys(request):
 @require_POST
 def key_rotate(request, pk):
     key = selectors.apikey_get(user=request.user, pk=pk, own_only=True)
+    if _too_many(request, key_creation_rate_exceeded, request, request.user):
+        messages.error(request, "Too many keys created or rotated recently; try again later.")
+        return redirect("keys")
     try:
         key, full_key = services.apikey_rotate(key=key, actor=request.user, request=request)
     except services.Conflict as error:

@@ -30,6 +30,8 @@ from platform_site.api_errors import DependencyUnavailable
 from quotas.services import QuotaExceeded, QuotaUnavailable, refusal_headers
 from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
 
+QUOTA_RETRY_AFTER_SECONDS = 5
+
 
 class Refused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
@@ -43,6 +45,12 @@ class QuotaRefused(exceptions.Throttled):
         super().__init__(wait=error.refusal.reset_seconds, detail=str(error))
         self.extra_body = {"quota": error.body}
         self.headers = refusal_headers(error)
+
+
+class QuotasUnavailable(DependencyUnavailable):
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.wait = QUOTA_RETRY_AFTER_SECONDS
 
 
 class ProviderFailed(exceptions.APIException):
@@ -153,7 +161,7 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         except QuotaExceeded as error:
             raise QuotaRefused(error) from error
         except QuotaUnavailable as error:
-            raise DependencyUnavailable(str(error)) from error
+            raise QuotasUnavailable(str(error)) from error
         run = result.run
         body = {
             "run": str(run.pk), "output": result.text, "cache": result.cache, "input_tokens": run.input_tokens,
@@ -169,6 +177,20 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+class _EventStream:
+    """The response body: its `close()` reaches the invocation even if the body is never read."""
+
+    def __init__(self, events, invocation):
+        self._events, self._invocation = events, invocation
+
+    def __iter__(self):
+        return iter(self._events)
+
+    def close(self):
+        self._events.close()
+        self._invocation.close()
 
 
 def _stream_response(invocation: services.InvokeStream) -> StreamingHttpResponse:
@@ -190,7 +212,9 @@ def _stream_response(invocation: services.InvokeStream) -> StreamingHttpResponse
             "output_tokens": run.output_tokens, "cost": str(run.cost),
         })  # fmt: skip
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response = StreamingHttpResponse(_EventStream(events(), invocation), content_type="text/event-stream")
+    for name, value in invocation.headers.items():
+        response[name] = value
     response["Cache-Control"] = "no-cache"
     response["X-Cache"] = invocation.cache
     response["X-Accel-Buffering"] = "no"

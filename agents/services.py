@@ -26,7 +26,7 @@ from agents import cache as response_cache
 from agents.models import Agent, AgentRun, AgentType
 from agents.providers import Completion, ProviderError
 from platform_site.correlation import current_request_id
-from quotas.services import quota_admit, quota_release, quota_settle, usage_record
+from quotas.services import RequestTooLarge, quota_admit, quota_release, quota_settle, usage_record
 
 logger = logging.getLogger("switchboard.agents")
 Cache = AgentRun.Cache
@@ -157,21 +157,30 @@ def _content_guard(text: str, what: str) -> None:
 
 
 def estimate_tokens(texts: list[str]) -> int:
-    """A safe upper estimate of input tokens (characters / TOKEN_ESTIMATE_CHARS_PER_TOKEN, plus overhead)."""
+    """A likely count of input tokens (characters / TOKEN_ESTIMATE_CHARS_PER_TOKEN, plus overhead): for the
+    context-window check, where overestimating would refuse prompts that fit."""
     characters = sum(len(text) for text in texts)
     return math.ceil(characters / settings.TOKEN_ESTIMATE_CHARS_PER_TOKEN) + 4 * len(texts) + 8
+
+
+def token_upper_bound(texts: list[str]) -> int:
+    """Input tokens can never exceed this (byte-level tokenizers make at most one token per UTF-8 byte):
+    what a budget reserves, so no text, CJK or emoji included, can spend past a limit."""
+    return sum(len(text.encode()) for text in texts) + 4 * len(texts) + 8
 
 
 def admit_quota(call: _Call) -> None:
     """Quota step: check the size, then count the request and reserve its worst case against every limit.
 
-    Refused before any provider call: a model without a price, a prompt the model cannot hold. `max_tokens`
-    is clamped to what the model's window leaves. Raises QuotaExceeded (429) or QuotaUnavailable (503).
+    Refused before any provider call: a model without a price, a prompt the model cannot hold, a request
+    bigger than a whole limit. `max_tokens` is clamped to what the model's window leaves. Raises
+    QuotaExceeded (429) or QuotaUnavailable (503).
     """
     model = call.agent.effective_model
     if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
         raise ValidationError({"model": f"The model {model.name!r} has no price yet; an operator must set one."})
-    estimate = estimate_tokens([call.agent.system_prompt, *(m["content"] for m in call.messages)])
+    texts = [m["content"] for m in call.prompt]
+    estimate = estimate_tokens(texts)
     if estimate >= model.context_window:
         raise ValidationError(
             {
@@ -180,18 +189,22 @@ def admit_quota(call: _Call) -> None:
         )
     call.max_tokens = min(call.agent.effective_max_tokens, model.context_window - estimate)
     agent_type = call.agent.agent_type
-    call.reservation = quota_admit(
-        user=call.user,
-        api_key=call.api_key,
-        agent_type=agent_type.slug,
-        model=model.name,
-        tokens=estimate + call.max_tokens,
-        cost=model.cost(estimate, call.max_tokens),
-        type_limits={
-            "requests_per_minute": agent_type.requests_per_minute,
-            "tokens_per_day": agent_type.tokens_per_day,
-        },
-    )
+    worst_input = token_upper_bound(texts)
+    try:
+        call.reservation = quota_admit(
+            user=call.user,
+            api_key=call.api_key,
+            agent_type=agent_type.slug,
+            model=model.name,
+            tokens=worst_input + call.max_tokens,
+            cost=model.cost(worst_input, call.max_tokens),
+            type_limits={
+                "requests_per_minute": agent_type.requests_per_minute,
+                "tokens_per_day": agent_type.tokens_per_day,
+            },
+        )
+    except RequestTooLarge as error:
+        raise ValidationError({"max_tokens": str(error)}) from error
     call.ratelimit_headers = call.reservation.headers()
 
 
@@ -233,9 +246,9 @@ def _prepare(call: _Call, bypass_cache: bool) -> response_cache.Entry | None:
     except Refused as refusal:
         record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal))
         raise
-    admit_quota(call)
     memories = retrieve_memories(call)
     call.prompt = build_prompt(call.agent, memories, call.messages)
+    admit_quota(call)  # after the prompt is whole: its size is what the budget reserves
     agent_type: AgentType = call.agent.agent_type
     if bypass_cache or agent_type.cache_ttl_seconds == 0:
         call.outcome = Cache.BYPASS
@@ -436,8 +449,21 @@ class InvokeStream:
         self.result: InvokeResult | None = None
         self._entry = entry
         self.cache = call.outcome
+        self.headers = call.ratelimit_headers
+        self._started = False
+
+    def close(self) -> None:
+        """The response is closed: if the stream never started (the client left before the first byte),
+        give back the reservation and the lock and record the run as cut off."""
+        if self._started:
+            return
+        self._started = True
+        _release(self.call)
+        settle_quota(self.call, None)
+        record_run(self.call, status=AgentRun.Status.FAILED, error="The stream was never read.", streamed=True)
 
     def __iter__(self):
+        self._started = True  # from here on the stream settles and records itself
         call = self.call
         if self._entry is not None:  # a hit is replayed as a stream
             self.result = _served_from_cache(call, self._entry, streamed=True)
@@ -474,9 +500,11 @@ class InvokeStream:
                 call, status=AgentRun.Status.REFUSED, error=str(refusal), streamed=True, completion=self._partial(sent)
             )
             raise
-        except GeneratorExit:  # the client went away: record what was generated, cache nothing
+        except (GeneratorExit, Exception) as error:  # the client went away, or something broke: cache nothing
             _release(call)
             settle_quota(call, self._partial(sent))
+            if not isinstance(error, GeneratorExit):
+                logger.exception("stream failed")
             record_run(
                 call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True,
                 completion=self._partial(sent),

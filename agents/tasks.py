@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from accounts.models import ApiKey
 from agents import services
 from agents.models import Agent
+from quotas.services import QuotaExceeded
 from tasks.tracked import TransientError, tracked_task
 
 
@@ -24,4 +25,6 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
         if error.status in (503, 504):
             raise TransientError(str(error)) from error
         raise
+    except QuotaExceeded as error:  # wait for the window to reset, then try again (within max_retries)
+        raise self.retry(countdown=error.refusal.reset_seconds, exc=error) from error
     return {"run": str(result.run.pk), "output": result.text, "cache": result.cache}

@@ -11,13 +11,22 @@ processes; see quotas.services for when that is allowed).
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django_redis import get_redis_connection
 
+# The last key is the generation: a random value set once. Redis losing its data (a restart without
+# persistence, a failover) loses it too, so a reservation made before cannot be given back to counters
+# that no longer hold it.
 ADMIT_SCRIPT = """
-local n = #KEYS
+local n = #KEYS - 1
+local generation = redis.call('GET', KEYS[n + 1])
+if not generation then
+  generation = ARGV[n * 3 + 1]
+  redis.call('SET', KEYS[n + 1], generation)
+end
 for i = 1, n do
   local limit = tonumber(ARGV[(i - 1) * 3 + 1])
   local amount = tonumber(ARGV[(i - 1) * 3 + 2])
@@ -26,23 +35,29 @@ for i = 1, n do
     return {i, current, redis.call('TTL', KEYS[i])}
   end
 end
-local result = {0}
+local result = {0, generation}
 for i = 1, n do
   local limit = tonumber(ARGV[(i - 1) * 3 + 1])
   local amount = tonumber(ARGV[(i - 1) * 3 + 2])
   local value = redis.call('INCRBY', KEYS[i], amount)
   if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 3 + 3]) end
-  result[i + 1] = limit - value
+  result[i + 2] = limit - value
 end
 return result
 """
 
+# Only within the generation the reservation was made in; never below zero.
 ADJUST_SCRIPT = """
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[i]) end
+local n = #KEYS - 1
+if redis.call('GET', KEYS[n + 1]) ~= ARGV[n + 1] then return -1 end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+  end
 end
-return #KEYS
+return n
 """
+GENERATION_KEY = "sb:q:generation"
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -85,22 +100,22 @@ class RedisLimiter:
         self._admit = self.redis.register_script(ADMIT_SCRIPT)
         self._adjust = self.redis.register_script(ADJUST_SCRIPT)
 
-    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int]]:
-        """(refusal, remaining per counter); nothing is counted when there is a refusal."""
+    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
+        """(refusal, remaining per counter, generation); nothing is counted when there is a refusal."""
         if not counters:
-            return None, []
-        args = [value for c in counters for value in (c.limit, c.amount, c.ttl)]
-        result = self._admit(keys=[c.key for c in counters], args=args)
+            return None, [], ""
+        args = [value for c in counters for value in (c.limit, c.amount, c.ttl)] + [uuid.uuid4().hex]
+        result = self._admit(keys=[c.key for c in counters] + [GENERATION_KEY], args=args)
         if result[0]:
             counter = counters[result[0] - 1]
-            ttl = int(result[2])  # -2: no counter yet (the request alone is over the limit)
-            return Refusal(counter, int(result[1]), ttl if ttl > 0 else counter.ttl), []
-        return None, [int(value) for value in result[1:]]
+            ttl = int(result[2])  # -2: no counter yet
+            return Refusal(counter, int(result[1]), ttl if ttl > 0 else counter.ttl), [], ""
+        return None, [int(value) for value in result[2:]], result[1].decode()
 
-    def adjust(self, deltas: list[tuple[str, int]]) -> None:
+    def adjust(self, deltas: list[tuple[str, int]], generation: str) -> None:
         deltas = [(key, delta) for key, delta in deltas if delta]
         if deltas:
-            self._adjust(keys=[key for key, _ in deltas], args=[delta for _, delta in deltas])
+            self._adjust(keys=[key for key, _ in deltas] + [GENERATION_KEY], args=[d for _, d in deltas] + [generation])
 
 
 class LocalLimiter:
@@ -110,7 +125,7 @@ class LocalLimiter:
         self.lock = threading.Lock()
         self.values: dict[str, tuple[int, float]] = {}
 
-    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int]]:
+    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
         now = time.monotonic()
         with self.lock:
             current = {}
@@ -118,21 +133,21 @@ class LocalLimiter:
                 value, expires = self.values.get(counter.key, (0, 0))
                 current[counter.key] = value if expires > now else 0
                 if current[counter.key] + counter.amount > counter.limit:
-                    return Refusal(counter, current[counter.key], counter.ttl), []
+                    return Refusal(counter, current[counter.key], counter.ttl), [], ""
             remaining = []
             for counter in counters:
                 value = current[counter.key] + counter.amount
                 expires = self.values.get(counter.key, (0, now + counter.ttl))[1]
                 self.values[counter.key] = (value, expires if expires > now else now + counter.ttl)
                 remaining.append(counter.limit - value)
-            return None, remaining
+            return None, remaining, ""
 
-    def adjust(self, deltas: list[tuple[str, int]]) -> None:
+    def adjust(self, deltas: list[tuple[str, int]], generation: str = "") -> None:
         with self.lock:
             for key, delta in deltas:
                 if key in self.values:
                     value, expires = self.values[key]
-                    self.values[key] = (value + delta, expires)
+                    self.values[key] = (max(value + delta, 0), expires)
 
 
 local_limiter = LocalLimiter()

@@ -30,7 +30,8 @@ from quotas.models import LIMITS, LIMITS_BY_FIELD, QuotaPolicy, UsageDaily, Usag
 
 logger = logging.getLogger("switchboard.quotas")
 
-NANO = Decimal(1_000_000_000)  # costs are counted in nano-dollars: integers, exact
+NANO = Decimal(1_000_000_000)
+DEFAULTS_NAME = "@default"  # costs are counted in nano-dollars: integers, exact
 
 
 class QuotaExceeded(Exception):
@@ -52,6 +53,16 @@ class QuotaExceeded(Exception):
         }
 
 
+class RequestTooLarge(Exception):
+    """The request alone needs more than a limit allows in a whole window: it can never pass (400)."""
+
+    def __init__(self, counter: Counter):
+        super().__init__(
+            f"This request may need {counter.amount} against the limit {counter.field} of policy "
+            f"{counter.policy!r} ({counter.limit}); lower max_tokens or shorten the conversation."
+        )
+
+
 class QuotaUnavailable(Exception):
     """Redis is unreachable and this request needs a budget (or the limits fail closed): 503."""
 
@@ -63,6 +74,7 @@ class Reservation:
     reserved_tokens: int = 0
     reserved_cost: int = 0  # nano-USD
     local: bool = False
+    generation: str = ""  # the Redis data generation the reservation was made in
 
     def headers(self) -> dict[str, str]:
         """RateLimit headers (IETF draft) for the tightest limit of the request."""
@@ -107,12 +119,13 @@ def applicable_policies(
     """(name, limits, counter subject) of every policy that applies: settings, agent type, then the table."""
     user_subject = f"u{user.pk}"
     found = []
+    # Built-in names start with "@", which no policy name (a slug) can: their counters never mix.
     defaults = {name: value for name, value in settings.QUOTA_DEFAULTS.items() if value is not None}
     if defaults:
-        found.append(("default", defaults, user_subject))
+        found.append((DEFAULTS_NAME, defaults, user_subject))
     type_defaults = {name: value for name, value in type_limits.items() if value is not None}
     if type_defaults:
-        found.append((f"type-{agent_type}", type_defaults, f"{user_subject}:t:{agent_type}"))
+        found.append((f"@type-{agent_type}", type_defaults, user_subject))
     role = user.role
     policies = [
         policy
@@ -166,11 +179,14 @@ def quota_admit(
         user=user, api_key=api_key, agent_type=agent_type, model=model, type_limits=type_limits or {}
     )
     counters = _counters(policies, tokens, cost_nano, time.time() if now is None else now)
+    for counter in counters:
+        if counter.amount > counter.limit:
+            raise RequestTooLarge(counter)
     reservation = Reservation(counters=counters, reserved_tokens=tokens, reserved_cost=cost_nano)
     try:
-        refusal, remaining = RedisLimiter().admit(counters)
+        refusal, remaining, reservation.generation = RedisLimiter().admit(counters)
     except Exception as error:
-        refusal, remaining = _admit_without_redis(reservation, error)
+        refusal, remaining, reservation.generation = _admit_without_redis(reservation, error)
     if refusal is not None:
         _record_refusal(user, api_key, refusal)
         raise QuotaExceeded(refusal)
@@ -192,6 +208,14 @@ def _admit_without_redis(reservation: Reservation, error: Exception):
 def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> None:
     """Replace the reserved worst case with what was really used (never more than reserved is charged)."""
     used_cost = math.ceil(cost * NANO)
+    if tokens > reservation.reserved_tokens or used_cost > reservation.reserved_cost:
+        # The estimate was too low: charge what was reserved (the limit held) and say so.
+        logger.warning(
+            "usage above its reservation: %s tokens (reserved %s), %s nano-USD (reserved %s)",
+            tokens, reservation.reserved_tokens, used_cost, reservation.reserved_cost,
+            extra={"metric": "quota_reservation_exceeded"},
+        )  # fmt: skip
+        tokens, used_cost = min(tokens, reservation.reserved_tokens), min(used_cost, reservation.reserved_cost)
     deltas = []
     for counter in reservation.counters:
         dimension = LIMITS_BY_FIELD[counter.field][0]
@@ -200,7 +224,7 @@ def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> Non
         elif dimension == "cost":
             deltas.append((counter.key, used_cost - reservation.reserved_cost))
     try:
-        (local_limiter if reservation.local else RedisLimiter()).adjust(deltas)
+        (local_limiter if reservation.local else RedisLimiter()).adjust(deltas, reservation.generation)
     except Exception as error:
         logger.warning("quota settle failed (%s); counters keep the reservation", error.__class__.__name__)
 
@@ -214,8 +238,9 @@ def _record_refusal(user, api_key, refusal: Refusal) -> None:
     key = f"quota-refused:{user.pk}:{refusal.counter.policy}:{refusal.counter.field}"
     try:
         first = cache.add(key, 1, timeout=60)
-    except Exception:
-        first = True
+    except Exception:  # without Redis, log rather than write a row per refused request
+        logger.warning("quota refused for user %s: %s", user.pk, refusal.counter.field)
+        first = False
     if first:  # one security event a minute per user and limit
         security_event_record(
             kind=SecurityEvent.Kind.QUOTA_EXCEEDED, user=user, api_key=api_key,
@@ -267,12 +292,13 @@ def usage_roll_up(*, day: date) -> int:
 def usage_reconcile(*, day: date | None = None) -> list[dict]:
     """Compare the Redis day counters of tokens with the ledger, per user and policy; log and return drift.
 
-    Only policies that count every request of a user (no agent type or model filter) can be compared; a
-    request still in flight shows as drift until it settles.
+    Every day counter of a policy that counts all of a user's requests (no agent type or model filter) is
+    read, so a reservation never settled shows up as well as a ledger row never counted. A request still
+    in flight shows as drift until it settles.
     """
     day = day or timezone.now().date()
-    names = ["default"] if settings.QUOTA_DEFAULTS.get("tokens_per_day") else []
-    names += list(
+    names = {DEFAULTS_NAME} if settings.QUOTA_DEFAULTS.get("tokens_per_day") else set()
+    names |= set(
         QuotaPolicy.objects.filter(
             is_active=True,
             tokens_per_day__isnull=False,
@@ -281,8 +307,6 @@ def usage_reconcile(*, day: date | None = None) -> list[dict]:
             applies_to__in=["everyone", "role", "user"],
         ).values_list("name", flat=True)
     )
-    if not names:
-        return []
     start = _day_start(day)
     ledger = dict(
         UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
@@ -293,11 +317,13 @@ def usage_reconcile(*, day: date | None = None) -> list[dict]:
     window_id = str(int(start.timestamp()) // 86400)
     redis = RedisLimiter().redis
     drift = []
-    for user_id, tokens in ledger.items():
-        for name in names:
-            counted = redis.get(f"sb:q:{name}:u{user_id}:tokens_per_day:{window_id}")
-            if counted is not None and int(counted) != tokens:
-                row = {"user": user_id, "policy": name, "ledger_tokens": tokens, "counter_tokens": int(counted)}
-                drift.append(row)
-                logger.warning("quota drift: %s", row, extra={"metric": "quota_drift"})
-    return drift
+    for key in redis.scan_iter(match=f"sb:q:*:u*:tokens_per_day:{window_id}", count=1000):
+        _, _, name, subject, _, _ = key.decode().split(":")
+        if name not in names:
+            continue
+        user_id, counted = int(subject[1:]), int(redis.get(key) or 0)
+        if counted != ledger.get(user_id, 0):
+            row = {"user": user_id, "policy": name, "ledger_tokens": ledger.get(user_id, 0), "counter_tokens": counted}
+            drift.append(row)
+            logger.warning("quota drift: %s", row, extra={"metric": "quota_drift"})
+    return sorted(drift, key=lambda row: (row["user"], row["policy"]))
