@@ -1,6 +1,7 @@
 from django import forms
 
 from accounts.models import SCOPES, Preferences, User
+from accounts.services import PREFERENCE_FIELDS
 
 DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:write", "workflows:run", "tasks:read"]
 
@@ -43,11 +44,4 @@ class PreferencesForm(forms.ModelForm):
 
     class Meta:
         model = Preferences
-        fields = [
-            "default_agent",
-            "default_model",
-            "memory_enabled",
-            "memory_retention_days",
-            "timezone",
-            "notification_webhook",
-        ]
+        fields = PREFERENCE_FIELDS

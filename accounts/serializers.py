@@ -2,7 +2,7 @@ from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from accounts.models import API_KEY_STATUSES, ROLES, SCOPES, ApiKey, Preferences, SecurityEvent, User
-from accounts.services import SHARE_LEVELS
+from accounts.services import PREFERENCE_FIELDS, SHARE_LEVELS
 
 # --- auth ----------------------------------------------------------------------------------------------
 
@@ -163,15 +163,7 @@ class ApiKeyRotateSerializer(serializers.Serializer):
 class PreferencesSerializer(serializers.ModelSerializer):
     class Meta:
         model = Preferences
-        fields = [
-            "default_agent",
-            "default_model",
-            "memory_enabled",
-            "memory_retention_days",
-            "timezone",
-            "notification_webhook",
-            "updated_at",
-        ]
+        fields = [*PREFERENCE_FIELDS, "updated_at"]
         read_only_fields = ["updated_at"]
 
 

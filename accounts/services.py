@@ -339,14 +339,14 @@ def _touch_last_used(key: ApiKey, address: str | None, now: datetime) -> None:
 
 # --- preferences ---------------------------------------------------------------------------------------
 
-PREFERENCE_FIELDS = (
+PREFERENCE_FIELDS = [
     "default_agent",
     "default_model",
     "memory_enabled",
     "memory_retention_days",
     "timezone",
     "notification_webhook",
-)
+]
 
 
 @transaction.atomic

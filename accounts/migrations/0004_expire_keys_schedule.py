@@ -1,25 +1,24 @@
 from django.conf import settings
 from django.db import migrations
 
-SCHEDULE_NAME = "expire API keys"
+from platform_site.schedules import register_periodic_task, unregister_periodic_tasks
+
+NAME = "expire API keys"
 
 
-def register_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every, _ = IntervalSchedule.objects.get_or_create(every=settings.API_KEY_EXPIRY_CHECK_MINUTES, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "task": "accounts.expire_api_keys",
-            "interval": every,
-            "description": "Marks keys past their expiry as expired and ends finished rotation grace periods.",
-        },
+def register(apps, schema_editor):
+    register_periodic_task(
+        apps,
+        name=NAME,
+        task="accounts.expire_api_keys",
+        every=settings.API_KEY_EXPIRY_CHECK_MINUTES,
+        period="minutes",
+        description="Marks keys past their expiry as expired and ends finished rotation grace periods.",
     )
 
 
-def unregister_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=SCHEDULE_NAME).delete()
+def unregister(apps, schema_editor):
+    unregister_periodic_tasks(apps, NAME)
 
 
 class Migration(migrations.Migration):
@@ -28,4 +27,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(register_schedule, unregister_schedule)]
+    operations = [migrations.RunPython(register, unregister)]

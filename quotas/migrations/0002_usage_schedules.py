@@ -1,5 +1,7 @@
 from django.db import migrations
 
+from platform_site.schedules import register_periodic_task, unregister_periodic_tasks
+
 SCHEDULES = [
     ("roll up usage", "quotas.roll_up_usage", 300, "Today's and yesterday's usage roll-ups from the ledger."),
     ("reconcile quota counters", "quotas.reconcile", 3600, "Compares Redis token counters with the ledger."),
@@ -7,15 +9,12 @@ SCHEDULES = [
 
 
 def register(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     for name, task, seconds, description in SCHEDULES:
-        every, _ = IntervalSchedule.objects.get_or_create(every=seconds, period="seconds")
-        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": every, "description": description})
+        register_periodic_task(apps, name=name, task=task, every=seconds, period="seconds", description=description)
 
 
 def unregister(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name__in=[s[0] for s in SCHEDULES]).delete()
+    unregister_periodic_tasks(apps, *(name for name, *_ in SCHEDULES))
 
 
 class Migration(migrations.Migration):
