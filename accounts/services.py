@@ -279,12 +279,6 @@ def apikey_revoke(*, key: ApiKey, actor: User | None, request=None, reason=ApiKe
     return key
 
 
-def apikey_set_expiry(*, key: ApiKey, expires_at: datetime, actor: User | None) -> ApiKey:
-    key.expires_at = expires_at
-    key.save(update_fields=["expires_at"])
-    return key
-
-
 def apikeys_expire_due(*, now: datetime | None = None) -> int:
     """Mark keys past their expiry as expired (they already fail to authenticate) and drop ended grace secrets."""
     now = now or timezone.now()

@@ -436,3 +436,25 @@ def test_a_policy_named_like_the_built_in_defaults_counts_on_its_own(alice, sett
         admit(alice)
     with pytest.raises(QuotaExceeded):
         admit(alice)
+
+
+@pytest.mark.django_db
+def test_the_platforms_periodic_jobs_are_on_the_database_schedule():
+    from django_celery_beat.models import PeriodicTask
+
+    tasks = dict(PeriodicTask.objects.values_list("name", "task"))
+
+    assert tasks["roll up usage"] == "quotas.roll_up_usage"
+    assert tasks["reconcile quota counters"] == "quotas.reconcile"
+    assert tasks["dispatch due webhook deliveries"] == "webhooks.dispatch_due"
+    assert tasks["resend queued tasks"] == "tasks.resend_queued"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_rolls_up_usage(celery_worker, alice, agent, fake_llm):
+    from quotas.tasks import roll_up_usage_task
+
+    ask(api_client(alice), agent)
+
+    assert roll_up_usage_task.delay().get(timeout=30) == 1
+    assert UsageDaily.objects.get(user=alice).requests == 1
