@@ -21,10 +21,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.selectors import preferences_get
 from agents import breaker, providers
 from agents import cache as response_cache
 from agents.models import Agent, AgentRun, AgentType
 from agents.providers import Completion, ProviderError
+from memory.selectors import memory_search
 from platform_site.correlation import current_request_id
 from quotas.services import RequestTooLarge, quota_admit, quota_release, quota_settle, usage_record
 
@@ -222,8 +224,14 @@ def settle_quota(call: _Call, completion: Completion | None) -> None:
 
 
 def retrieve_memories(call: _Call) -> list[str]:
-    """Memory step: the agent's most relevant memories for the prompt. Retrieves nothing until the Memory issue."""
-    return []
+    """Memory step: for an agent that uses memory (and a user who allows it), the caller's memories nearest
+    to the last message, of this agent or of none."""
+    if not call.agent.use_memory or not preferences_get(user=call.user).memory_enabled:
+        return []
+    hits, _ = memory_search(
+        user=call.user, query=call.messages[-1]["content"], k=settings.MEMORY_PROMPT_K, for_agent=call.agent.pk
+    )
+    return [hit.memory.content for hit in hits]
 
 
 def build_prompt(agent: Agent, memories: list[str], messages: list[dict]) -> list[dict]:

@@ -161,6 +161,9 @@ DATABASES["default"].update(
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
+# psycopg prepares a statement after 5 runs and a prepared plan may ignore later SET LOCAL search settings
+# (hnsw.ef_search, hnsw.iterative_scan): the memory search needs them honoured on every query.
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache (db 0 by default) and broker (the next db) -----------------------------------------
@@ -313,6 +316,19 @@ QUOTA_FAIL_CLOSED = env.bool("QUOTA_FAIL_CLOSED", default=False)
 QUOTA_POLICY_CACHE_SECONDS = env.float("QUOTA_POLICY_CACHE_SECONDS", default=5)  # policy edits apply within this
 # Input tokens are estimated as characters / this, on the safe side (real text runs about 4 per token).
 TOKEN_ESTIMATE_CHARS_PER_TOKEN = env.float("TOKEN_ESTIMATE_CHARS_PER_TOKEN", default=3.0)
+
+# Memory: pgvector, partitions with partial HNSW indexes, filtered search.
+MEMORY_EMBEDDER = env.str("MEMORY_EMBEDDER", default="hashing")  # hashing | openai | local
+MEMORY_EMBEDDING_DIMENSIONS = 384  # the column's size; every embedder produces this many
+MEMORY_OPENAI_BASE_URL = env.str("MEMORY_OPENAI_BASE_URL", default="")
+MEMORY_OPENAI_MODEL = env.str("MEMORY_OPENAI_MODEL", default="text-embedding-3-small")
+MEMORY_OPENAI_API_KEY_ENV = env.str("MEMORY_OPENAI_API_KEY_ENV", default="OPENAI_API_KEY")
+# Partitions (by owner) each with a partial HNSW index over live rows. Changing the count needs
+# `manage.py memory_indexes` (the indexes are built for the count the migration saw).
+MEMORY_PARTITIONS = env.int("MEMORY_PARTITIONS", default=64)
+MEMORY_EXACT_SEARCH_MAX_ROWS = env.int("MEMORY_EXACT_SEARCH_MAX_ROWS", default=2000)  # below: exact scan
+MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)
+MEMORY_PROMPT_K = env.int("MEMORY_PROMPT_K", default=5)  # memories put in an agent's prompt
 
 # --- security -----------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from rest_framework import permissions, routers
 
 import accounts.urls
 import agents.urls
+import memory.urls
 import quotas.urls
 import tasks.urls
 from platform_site import health, views
@@ -22,7 +23,12 @@ class Router(routers.DefaultRouter):
 
 # Apps register their viewsets on this router (paths without a trailing slash: /api/v1/keys/{id}).
 api_router = Router(trailing_slash=False)
-for prefix, viewset, basename in [*accounts.urls.api_routes, *tasks.urls.api_routes, *agents.urls.api_routes]:
+for prefix, viewset, basename in [
+    *accounts.urls.api_routes,
+    *tasks.urls.api_routes,
+    *agents.urls.api_routes,
+    *memory.urls.api_routes,
+]:
     api_router.register(prefix, viewset, basename=basename)
 
 urlpatterns = [

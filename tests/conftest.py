@@ -11,6 +11,15 @@ from tests.processes import CeleryProcess
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Every test starts with an empty Redis cache database: ids repeat from one run to the next, so a
+    cached answer, counter or lock left by an earlier run must not leak into this one."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def pytest_sessionfinish(session, exitstatus):
     embedded.stop_started()
 

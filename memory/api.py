@@ -1,0 +1,80 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+
+from accounts.api import PolicyMixin, run_service
+from memory import selectors, services
+from memory.models import Memory
+from memory.serializers import MemorySerializer, SearchResultSerializer, SearchSerializer
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise exceptions.NotFound() from None
+
+
+@extend_schema(tags=["memory"])
+class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
+    """Your memories. Search them with POST /memories/search."""
+
+    serializer_class = MemorySerializer
+    queryset = Memory.objects.none()
+    action_policies = {
+        "list": ("memory.view_memory", "memory:read"),
+        "retrieve": ("memory.view_memory", "memory:read"),
+        "search": ("memory.view_memory", "memory:read"),
+        "create": ("memory.add_memory", "memory:write"),
+        "partial_update": ("memory.change_memory", "memory:write"),
+        "destroy": ("memory.delete_memory", "memory:write"),
+    }
+
+    def list(self, request):
+        memories = selectors.memory_list(
+            user=request.user, include_archived=request.query_params.get("archived") == "1"
+        )
+        page = self.paginate_queryset(memories)
+        return self.get_paginated_response(MemorySerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(MemorySerializer(selectors.memory_get(user=request.user, pk=_int(pk))).data)
+
+    def create(self, request):
+        data = MemorySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        memory = run_service(services.memory_create, owner=request.user, **fields)
+        return Response(MemorySerializer(memory).data, status=201)
+
+    def partial_update(self, request, pk=None):
+        memory = selectors.memory_get(user=request.user, pk=_int(pk))
+        data = MemorySerializer(memory, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        memory = run_service(services.memory_update, memory=memory, **data.validated_data)
+        return Response(MemorySerializer(memory).data)
+
+    def destroy(self, request, pk=None):
+        selectors.memory_get(user=request.user, pk=_int(pk)).delete()
+        return Response(status=204)
+
+    @extend_schema(request=SearchSerializer, responses=SearchResultSerializer)
+    @action(detail=False, methods=["post"])
+    def search(self, request):
+        """The k nearest memories to a text (embedded here) or a vector, after the filters."""
+        data = SearchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        options = dict(data.validated_data)
+        vector = options.pop("vector", None)
+        if vector is not None and len(vector) != settings.MEMORY_EMBEDDING_DIMENSIONS:
+            raise exceptions.ValidationError({"vector": [f"{settings.MEMORY_EMBEDDING_DIMENSIONS} numbers."]})
+        try:
+            hits, plan = selectors.memory_search(user=request.user, vector=vector, **options)
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(as_serializer_error(error)) from error
+        results = [{"memory": hit.memory, "distance": hit.distance} for hit in hits]
+        return Response(SearchResultSerializer({"plan": plan, "results": results}).data)

@@ -1,0 +1,61 @@
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from pgvector.django import VectorField
+
+
+def partition_of(owner_id: int) -> int:
+    """The partition of an owner's memories: a stable hash, so one user's search walks one partition's graph."""
+    digest = hashlib.blake2b(str(owner_id).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % settings.MEMORY_PARTITIONS
+
+
+class MemoryQuerySet(models.QuerySet):
+    def live(self):
+        now = timezone.now()
+        return self.filter(archived=False).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+class Memory(models.Model):
+    """One memory of a user (optionally of one of their agents), with its embedding and metadata."""
+
+    class Kind(models.TextChoices):
+        FACT = "fact", "Fact"
+        MESSAGE = "message", "Message"
+        SUMMARY = "summary", "Summary"
+        DOCUMENT_CHUNK = "document_chunk", "Document chunk"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories")
+    partition = models.PositiveSmallIntegerField(editable=False)
+    agent_id = models.BigIntegerField(null=True, blank=True, help_text="The agent it belongs to; empty: all.")
+    namespace = models.SlugField(max_length=100, default="default")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.FACT)
+    content = models.TextField(max_length=20000)
+    embedding = VectorField(dimensions=settings.MEMORY_EMBEDDING_DIMENSIONS)
+    embedding_model = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict, blank=True)
+    importance = models.FloatField(default=0.5)
+    access_count = models.PositiveIntegerField(default=0)
+    last_accessed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    archived = models.BooleanField(default=False)
+
+    objects = MemoryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "memories"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "namespace", "-created_at"]),
+            models.Index(fields=["partition", "owner"]),
+        ]
+
+    def __str__(self):
+        return self.content[:60]
+
+    def save(self, *args, **kwargs):
+        self.partition = partition_of(self.owner_id)
+        super().save(*args, **kwargs)

@@ -1,0 +1,36 @@
+from rest_framework import serializers
+
+from memory.models import Memory
+
+
+class MemorySerializer(serializers.ModelSerializer):
+    agent = serializers.IntegerField(source="agent_id", required=False, allow_null=True)
+
+    class Meta:
+        model = Memory
+        fields = ["id", "namespace", "kind", "content", "agent", "metadata", "importance", "expires_at", "archived",
+                  "embedding_model", "access_count", "last_accessed_at", "created_at"]  # fmt: skip
+        read_only_fields = ["id", "embedding_model", "access_count", "last_accessed_at", "created_at"]
+
+
+class SearchSerializer(serializers.Serializer):
+    query = serializers.CharField(required=False, max_length=20000)
+    vector = serializers.ListField(child=serializers.FloatField(), required=False, help_text="Instead of a query.")
+    k = serializers.IntegerField(default=10, min_value=1, max_value=100)
+    filters = serializers.DictField(required=False, default=dict)
+    include_archived = serializers.BooleanField(default=False)
+
+    def validate(self, data):
+        if ("query" in data) == ("vector" in data):
+            raise serializers.ValidationError({"query": ["Give a query or a vector, not both."]})
+        return data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    memory = MemorySerializer()
+    distance = serializers.FloatField()
+
+
+class SearchResultSerializer(serializers.Serializer):
+    plan = serializers.ChoiceField(choices=["exact", "hnsw"])
+    results = SearchHitSerializer(many=True)

@@ -1,0 +1,3 @@
+from memory import api
+
+api_routes = [("memories", api.MemoryViewSet, "memory")]

@@ -1,0 +1,208 @@
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from memory.models import Memory, partition_of
+from memory.selectors import memory_search
+from memory.services import memory_create
+from tests.agents.conftest import ask
+from tests.conftest import api_client, make_key
+from tests.isolation import assert_isolated
+
+DIMENSIONS = 384
+
+
+def clustered_vectors(count: int, clusters: int = 20, seed: int = 1) -> list[list[float]]:
+    """Vectors around random centres (as real embeddings cluster), normalised."""
+    rng = random.Random(seed)
+    centres = [[rng.gauss(0, 1) for _ in range(DIMENSIONS)] for _ in range(clusters)]
+    vectors = []
+    for _ in range(count):
+        centre = rng.choice(centres)
+        vector = [value + rng.gauss(0, 0.35) for value in centre]
+        norm = sum(v * v for v in vector) ** 0.5
+        vectors.append([v / norm for v in vector])
+    return vectors
+
+
+def bulk_memories(user, vectors, **fields):
+    Memory.objects.bulk_create(
+        Memory(owner=user, partition=partition_of(user.pk), content=f"m{n}", embedding=vector,
+               embedding_model="test", **fields)
+        for n, vector in enumerate(vectors)
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_memories_are_created_embedded_searched_by_text_and_kept_to_their_owner(alice, charlie):
+    client = api_client(alice)
+    created = client.post(
+        "/api/v1/memories", {"content": "My cat is called Miso", "metadata": {"topic": "pets"}}, format="json"
+    )
+    client.post("/api/v1/memories", {"content": "The invoice is due on Friday"}, format="json")
+
+    assert created.status_code == 201 and created.json()["embedding_model"] == "hashing-v1"
+    found = client.post("/api/v1/memories/search", {"query": "what is my cat called", "k": 1}, format="json").json()
+    assert found["plan"] == "exact" and found["results"][0]["memory"]["content"] == "My cat is called Miso"
+    assert api_client(charlie).post("/api/v1/memories/search", {"query": "cat"}, format="json").json()["results"] == []
+    memory_id = created.json()["id"]
+    assert_isolated(
+        detail_url=f"/api/v1/memories/{memory_id}",
+        owner=alice,
+        outsider=charlie,
+        writes=[("patch", f"/api/v1/memories/{memory_id}"), ("delete", f"/api/v1/memories/{memory_id}")],
+        list_url="/api/v1/memories",
+        outsider_key=make_key(charlie, scopes=["memory:read", "memory:write"]),
+    )
+
+
+@pytest.mark.django_db
+def test_changing_the_content_embeds_it_again(alice):
+    memory = memory_create(owner=alice, content="apples and pears")
+    before = list(memory.embedding)
+
+    api_client(alice).patch(f"/api/v1/memories/{memory.pk}", {"content": "rockets and moons"}, format="json")
+
+    memory.refresh_from_db()
+    assert list(memory.embedding) != before
+
+
+@pytest.mark.django_db
+def test_every_filter_operator_narrows_the_search(alice):
+    now = timezone.now()
+    rows = [
+        ("fact", "work", None, {"topic": "billing", "priority": 1, "tags": "a"}),
+        ("summary", "work", 7, {"topic": "billing", "priority": 3}),
+        ("fact", "home", None, {"topic": "garden", "priority": 5, "source": "chat"}),
+    ]
+    for n, (kind, namespace, agent_id, metadata) in enumerate(rows):
+        memory = memory_create(
+            owner=alice, content=f"note {n}", kind=kind, namespace=namespace, agent_id=agent_id, metadata=metadata
+        )
+        Memory.objects.filter(pk=memory.pk).update(created_at=now - timedelta(days=10 - n))
+
+    def contents(filters):
+        hits, _ = memory_search(user=alice, query="note", filters=filters, k=10, touch=False)
+        return sorted(hit.memory.content for hit in hits)
+
+    assert contents({"kind": "summary"}) == ["note 1"]
+    assert contents({"namespace": ["home"]}) == ["note 2"]
+    assert contents({"agent": 7}) == ["note 1"]
+    assert contents({"agent": None}) == ["note 0", "note 2"]
+    assert contents({"created_after": (now - timedelta(days=9, hours=12)).isoformat()}) == ["note 1", "note 2"]
+    assert contents({"created_before": (now - timedelta(days=9, hours=12)).isoformat()}) == ["note 0"]
+    assert contents({"metadata": {"topic": "billing"}}) == ["note 0", "note 1"]
+    assert contents({"metadata": {"topic": {"$ne": "billing"}}}) == ["note 2"]
+    assert contents({"metadata": {"topic": {"$in": ["garden", "none"]}}}) == ["note 2"]
+    assert contents({"metadata": {"priority": {"$gt": 1}}}) == ["note 1", "note 2"]
+    assert contents(
+        {
+            "metadata": {
+                "priority": {
+                    "$gte": 3,
+                }
+            }
+        }
+    ) == ["note 1", "note 2"]
+    assert contents({"metadata": {"priority": {"$lt": 3}}}) == ["note 0"]
+    assert contents({"metadata": {"priority": {"$lte": 3}}}) == ["note 0", "note 1"]
+    assert contents({"metadata": {"source": {"$exists": True}}}) == ["note 2"]
+    assert contents({"metadata": {"source": {"$exists": False}}, "kind": "fact"}) == ["note 0"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"colour": "red"}, "Unknown filters"),
+        ({"kind": "dream"}, "must be among"),
+        ({"metadata": {"a'b": 1}}, "not allowed"),
+        ({"metadata": {"p": {"$regex": ".*"}}}, "not a valid condition"),
+        ({"metadata": {"p": {"$gt": "high"}}}, "not a valid condition"),
+        ({"created_after": "yesterday"}, "ISO 8601"),
+        ({"agent": "seven"}, "agent id"),
+        ({"metadata": {"p": {"$in": []}}}, "not a valid condition"),
+    ],
+)
+def test_bad_filters_get_a_clear_400(alice, filters, message):
+    response = api_client(alice).post("/api/v1/memories/search", {"query": "x", "filters": filters}, format="json")
+
+    assert response.status_code == 400
+    assert message in response.json()["errors"][0]["detail"]
+
+
+@pytest.mark.django_db
+def test_a_large_slice_goes_through_the_partitions_partial_hnsw_index_with_good_recall(alice, settings):
+    settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 500
+    vectors = clustered_vectors(2520)
+    bulk_memories(alice, vectors[:2500], metadata={"batch": 1})
+    connection.cursor().execute("ANALYZE memory_memory")
+    queries = vectors[2500:]  # new points from the same clusters, as real queries resemble what is stored
+
+    recalls = []
+    for query in queries:
+        approximate, plan = memory_search(user=alice, vector=query, k=10, touch=False)
+        settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 10_000
+        exact, exact_plan = memory_search(user=alice, vector=query, k=10, touch=False)
+        settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 500
+        assert (plan, exact_plan) == ("hnsw", "exact")
+        recalls.append(len({h.memory.pk for h in approximate} & {h.memory.pk for h in exact}) / 10)
+
+    assert sum(recalls) / len(recalls) >= 0.9, recalls
+    # The plan of such a search, under the settings the search uses: the partition's partial index
+    from pgvector.django import CosineDistance
+
+    from memory.selectors import hnsw_settings, search_settings
+
+    with transaction.atomic(), search_settings(hnsw_settings()):
+        queryset = Memory.objects.filter(owner=alice, partition=partition_of(alice.pk)).live()
+        plan = queryset.annotate(d=CosineDistance("embedding", queries[0])).order_by("d")[:10].explain()
+    assert f"Index Scan using memory_hnsw_p{partition_of(alice.pk)}" in plan, plan
+
+
+@pytest.mark.django_db
+def test_a_selective_filter_still_returns_k_results_from_the_index(alice, settings):
+    settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 100
+    vectors = clustered_vectors(1500, seed=3)
+    bulk_memories(alice, vectors[:1350], metadata={"rare": False})
+    bulk_memories(alice, vectors[1350:], metadata={"rare": True})
+
+    hits, plan = memory_search(user=alice, vector=vectors[0], k=10, filters={"metadata": {"rare": True}}, touch=False)
+
+    assert plan == "hnsw" and len(hits) == 10
+    assert all(hit.memory.metadata["rare"] for hit in hits)
+
+
+@pytest.mark.django_db
+def test_agents_that_use_memory_get_it_in_their_prompt_and_a_changed_memory_is_a_new_cache_key(alice, agent, fake_llm):
+    agent.use_memory = True
+    agent.save()
+    memory = memory_create(owner=alice, content="Alice's favourite colour is green", agent_id=agent.pk)
+    memory_create(owner=alice, content="Another agent's note about colours", agent_id=agent.pk + 1000)
+    client = api_client(alice)
+
+    assert ask(client, agent, "what is my favourite colour")["X-Cache"] == "MISS"
+    system = fake_llm.requests[-1]["body"]["messages"][0]["content"]
+    assert "favourite colour is green" in system and "Another agent" not in system
+    assert ask(client, agent, "what is my favourite colour")["X-Cache"] == "HIT"
+
+    memory.content = "Alice's favourite colour is blue"
+    memory.save()
+    assert ask(client, agent, "what is my favourite colour")["X-Cache"] == "MISS"
+    assert "favourite colour is blue" in fake_llm.requests[-1]["body"]["messages"][0]["content"]
+
+    from accounts.services import preferences_update
+
+    preferences_update(user=alice, memory_enabled=False)
+    ask(client, agent, "what else")
+    assert "favourite colour" not in fake_llm.requests[-1]["body"]["messages"][0]["content"]
+
+
+@pytest.mark.django_db
+def test_a_vector_of_the_wrong_size_is_a_400(alice):
+    response = api_client(alice).post("/api/v1/memories/search", {"vector": [0.1, 0.2]}, format="json")
+
+    assert response.status_code == 400 and response.json()["errors"][0]["attr"] == "vector"
