@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.decorators import action
@@ -9,7 +10,10 @@ from rest_framework.serializers import as_serializer_error
 from accounts.api import PolicyMixin, run_service
 from memory import selectors, services
 from memory.models import Memory
-from memory.serializers import MemorySerializer, SearchResultSerializer, SearchSerializer
+from memory.serializers import ImportSerializer, MemorySerializer, SearchResultSerializer, SearchSerializer
+from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
+from tasks.serializers import TaskRecordSerializer
+from tasks.services import task_start
 
 
 def _int(value) -> int:
@@ -32,6 +36,8 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         "create": ("memory.add_memory", "memory:write"),
         "partial_update": ("memory.change_memory", "memory:write"),
         "destroy": ("memory.delete_memory", "memory:write"),
+        "bulk_import": ("memory.add_memory", "memory:write"),
+        "export": ("memory.view_memory", "memory:read"),
     }
 
     def list(self, request):
@@ -78,3 +84,25 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
             raise exceptions.ValidationError(as_serializer_error(error)) from error
         results = [{"memory": hit.memory, "distance": hit.distance} for hit in hits]
         return Response(SearchResultSerializer({"plan": plan, "results": results}).data)
+
+    @extend_schema(request=ImportSerializer, parameters=[IDEMPOTENCY_KEY], responses={202: TaskRecordSerializer})
+    @action(detail=False, methods=["post"], url_path="import")
+    def bulk_import(self, request):
+        """Import JSON lines in the background (202 with the task); a malformed line fails it, naming the line."""
+        data = ImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record, _ = task_start(
+            kind="memory.import",
+            owner=request.user,
+            input={"owner_id": request.user.pk, "lines": data.validated_data["lines"]},
+            idempotency_key=idempotency_key(request),
+        )
+        return accepted(request, record)
+
+    @extend_schema(responses={(200, "application/x-ndjson"): str})
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """All your memories as JSON lines (without embeddings), ready to import elsewhere."""
+        response = StreamingHttpResponse(services.memory_export(user=request.user), content_type="application/x-ndjson")
+        response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
+        return response

@@ -34,3 +34,9 @@ class SearchHitSerializer(serializers.Serializer):
 class SearchResultSerializer(serializers.Serializer):
     plan = serializers.ChoiceField(choices=["exact", "hnsw"])
     results = SearchHitSerializer(many=True)
+
+
+class ImportSerializer(serializers.Serializer):
+    lines = serializers.CharField(
+        max_length=20_000_000, trim_whitespace=False, help_text="JSON lines: one memory object per line."
+    )

@@ -38,3 +38,64 @@ def memory_update(*, memory: Memory, **fields) -> Memory:
         raise
     memory.save()
     return memory
+
+
+def memory_import(*, owner, lines: str, progress=None) -> dict:
+    """Create memories from JSON lines ({"content": ..., "namespace", "kind", "metadata", ...}).
+
+    Every line is checked first; a malformed one stops the import before anything is written, and the
+    error names its line number. Lines are embedded and written in batches.
+    """
+    import json
+
+    from django.core.exceptions import ValidationError
+
+    rows = []
+    for number, line in enumerate(lines.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValidationError({"lines": f"Line {number}: not JSON ({error.msg})."}) from error
+        if not isinstance(row, dict) or not isinstance(row.get("content"), str) or not row["content"].strip():
+            raise ValidationError({"lines": f"Line {number}: an object with a non-empty 'content' is needed."})
+        unknown = set(row) - {"content", *EDITABLE}
+        if unknown:
+            raise ValidationError({"lines": f"Line {number}: unknown fields {', '.join(sorted(unknown))}."})
+        try:
+            Memory(owner=owner, **row).full_clean(exclude=["partition", "embedding", "embedding_model"])
+        except (ValidationError, TypeError, ValueError) as error:
+            detail = "; ".join(
+                f"{k}: {' '.join(v)}" for k, v in getattr(error, "message_dict", {"row": [str(error)]}).items()
+            )
+            raise ValidationError({"lines": f"Line {number}: {detail}"}) from error
+        rows.append(row)
+    model = embedder()
+    created = 0
+    for start in range(0, len(rows), 100):
+        batch = rows[start : start + 100]
+        vectors = model.embed([row["content"] for row in batch])
+        with transaction.atomic():
+            for row, vector in zip(batch, vectors, strict=True):
+                memory = Memory(owner=owner, embedding=vector, embedding_model=model.name, **row)
+                memory.full_clean(exclude=["partition"])
+                memory.save()
+        created += len(batch)
+        if progress:
+            progress(100 * created // len(rows), f"{created} of {len(rows)} imported")
+    return {"imported": created}
+
+
+def memory_export(*, user):
+    """The user's memories as JSON lines (without embeddings: they are rebuilt on import)."""
+    import json
+
+    for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
+        yield json.dumps(
+            {
+                "content": memory.content, "namespace": memory.namespace, "kind": memory.kind,
+                "metadata": memory.metadata, "importance": memory.importance, "agent_id": memory.agent_id,
+                "archived": memory.archived,
+            }
+        ) + "\n"  # fmt: skip

@@ -1,3 +1,12 @@
-from memory import api
+from django.urls import path
+
+from memory import api, views
+
+urlpatterns = [
+    path("", views.memory_list, name="memories"),
+    path("<int:pk>/", views.memory_edit, name="memory_edit"),
+    path("<int:pk>/delete/", views.memory_delete, name="memory_delete"),
+    path("export/", views.memory_export, name="memory_export"),
+]
 
 api_routes = [("memories", api.MemoryViewSet, "memory")]

@@ -329,6 +329,10 @@ MEMORY_PARTITIONS = env.int("MEMORY_PARTITIONS", default=64)
 MEMORY_EXACT_SEARCH_MAX_ROWS = env.int("MEMORY_EXACT_SEARCH_MAX_ROWS", default=2000)  # below: exact scan
 MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)
 MEMORY_PROMPT_K = env.int("MEMORY_PROMPT_K", default=5)  # memories put in an agent's prompt
+MEMORY_MAINTENANCE_BATCH = env.int("MEMORY_MAINTENANCE_BATCH", default=1000)
+MEMORY_PRUNE_IMPORTANCE = env.float("MEMORY_PRUNE_IMPORTANCE", default=0.05)  # pruned once decayed below this
+MEMORY_IMPORTANCE_HALF_LIFE_DAYS = env.float("MEMORY_IMPORTANCE_HALF_LIFE_DAYS", default=90)
+MEMORY_ARCHIVE_AFTER_DAYS = env.int("MEMORY_ARCHIVE_AFTER_DAYS", default=180)  # unused this long: archived
 
 # --- security -----------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ urlpatterns = [
     path("tasks/", include("tasks.urls")),
     path("agents/", include("agents.urls")),
     path("usage/", include("quotas.urls")),
+    path("memories/", include("memory.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(accounts.urls.api_urlpatterns)),
     path("api/v1/", include(agents.urls.api_urlpatterns)),

@@ -206,3 +206,127 @@ def test_a_vector_of_the_wrong_size_is_a_400(alice):
     response = api_client(alice).post("/api/v1/memories/search", {"vector": [0.1, 0.2]}, format="json")
 
     assert response.status_code == 400 and response.json()["errors"][0]["attr"] == "vector"
+
+
+# --- maintenance, import and export ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_prune_removes_expired_past_retention_and_faded_memories_and_dry_run_changes_nothing(alice, bob):
+    from accounts.services import preferences_update
+    from memory import maintenance
+
+    now = timezone.now()
+    keep = memory_create(owner=alice, content="keep me", importance=0.9)
+    expired = memory_create(owner=alice, content="expired", expires_at=now - timedelta(minutes=1))
+    old = memory_create(owner=alice, content="old")
+    faded = memory_create(owner=bob, content="faded", importance=0.2)
+    Memory.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=40))
+    Memory.objects.filter(pk=faded.pk).update(created_at=now - timedelta(days=400))  # 0.2 * 0.5**(400/90) < 0.05
+    preferences_update(user=alice, memory_retention_days=30)
+
+    planned = maintenance.prune(dry_run=True)
+    assert planned == {"expired": 1, "past_retention": 1, "faded": 1} and Memory.objects.count() == 4
+
+    assert maintenance.prune() == planned
+    assert list(Memory.objects.values_list("pk", flat=True)) == [keep.pk]
+    assert not Memory.objects.filter(pk__in=[expired.pk, old.pk, faded.pk]).exists()
+
+
+@pytest.mark.django_db
+def test_archived_memories_leave_normal_search_and_can_be_restored(alice, settings):
+    from memory import maintenance
+
+    memory = memory_create(owner=alice, content="the boat is blue")
+    Memory.objects.filter(pk=memory.pk).update(
+        created_at=timezone.now() - timedelta(days=settings.MEMORY_ARCHIVE_AFTER_DAYS + 1)
+    )
+
+    assert maintenance.archive(dry_run=True) == 1 and maintenance.archive() == 1
+    assert memory_search(user=alice, query="boat", touch=False)[0] == []
+    assert [h.memory.pk for h in memory_search(user=alice, query="boat", include_archived=True, touch=False)[0]] == [
+        memory.pk
+    ]
+
+    api_client(alice).patch(f"/api/v1/memories/{memory.pk}", {"archived": False}, format="json")
+    assert [h.memory.pk for h in memory_search(user=alice, query="boat", touch=False)[0]] == [memory.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reindex_rebuilds_the_partition_indexes_while_searches_go_on(alice, settings):
+    import threading
+
+    from memory import maintenance
+
+    settings.MEMORY_PARTITIONS = 4  # rebuild a few, for speed
+    settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 10
+    bulk_memories(alice, clustered_vectors(300, seed=5))
+    query = clustered_vectors(1, seed=5)[0]
+    failures, counts, done = [], [], threading.Event()
+
+    def search_meanwhile():
+        try:
+            while not done.is_set():
+                counts.append(len(memory_search(user=alice, vector=query, k=5, touch=False)[0]))
+        except Exception as error:  # noqa: BLE001  (the test reports it)
+            failures.append(error)
+        finally:
+            connection.close()
+
+    searcher = threading.Thread(target=search_meanwhile)
+    searcher.start()
+    try:
+        actions = maintenance.reindex()
+    finally:
+        done.set()
+        searcher.join()
+
+    assert actions and all(action.startswith(("reindex", "create")) for action in actions)
+    assert not failures and counts and set(counts) == {5}
+
+
+@pytest.mark.django_db
+def test_stats_report_rows_and_index_sizes_per_partition(alice):
+    from memory import maintenance
+
+    memory_create(owner=alice, content="one")
+
+    [row] = [row for row in maintenance.stats() if row["partition"] == partition_of(alice.pk)]
+    assert row["live"] == 1 and row["archived"] == 0 and row["index_bytes"] > 0
+
+
+@pytest.mark.django_db
+def test_an_import_with_a_malformed_line_names_it_and_writes_nothing(alice):
+    from django.core.exceptions import ValidationError
+
+    from memory.services import memory_import
+
+    lines = '{"content": "first"}\n{"content": "second", "kind": "fact"}\n{not json}\n'
+
+    with pytest.raises(ValidationError, match="Line 3"):
+        memory_import(owner=alice, lines=lines)
+    with pytest.raises(ValidationError, match="Line 2: kind"):
+        memory_import(owner=alice, lines='{"content": "a"}\n{"content": "b", "kind": "dream"}')
+    assert not Memory.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_import_runs_as_a_task_and_export_gives_the_memories_back(celery_worker, alice):
+    from tasks.models import TaskRecord
+    from tests.tasks.conftest import wait_until
+
+    client = api_client(alice)
+    lines = "\n".join(f'{{"content": "fact number {n}", "metadata": {{"n": {n}}}}}' for n in range(120))
+
+    response = client.post("/api/v1/memories/import", {"lines": lines}, format="json")
+
+    assert response.status_code == 202
+    task = wait_until(lambda: TaskRecord.objects.filter(pk=response.json()["id"], status="succeeded").first())
+    assert task.result == {"imported": 120} and task.progress_percent == 100
+    exported = b"".join(client.get("/api/v1/memories/export").streaming_content).decode().splitlines()
+    assert len(exported) == 120 and '"content": "fact number 0"' in exported[0]
+
+    bad = client.post("/api/v1/memories/import", {"lines": '{"content": "ok"}\n[1, 2]'}, format="json")
+    failed = wait_until(lambda: TaskRecord.objects.filter(pk=bad.json()["id"], status="failed").first())
+    assert "Line 2" in failed.error
+    assert Memory.objects.count() == 120

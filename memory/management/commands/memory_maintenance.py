@@ -1,0 +1,24 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from memory import maintenance
+
+
+class Command(BaseCommand):
+    help = "Memory upkeep: prune, archive, reindex (concurrently) or stats; --dry-run says what would change."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["prune", "archive", "reindex", "stats"])
+        parser.add_argument("--dry-run", action="store_true")
+
+    def handle(self, *args, action, dry_run, **options):
+        def progress(percent, message):
+            self.stderr.write(f"\\r[{percent:3d}%] {message}", ending="")
+
+        if action == "stats":
+            result = maintenance.stats()
+        else:
+            result = getattr(maintenance, action)(dry_run=dry_run, progress=progress)
+        self.stderr.write("")
+        self.stdout.write(json.dumps({"action": action, "dry_run": dry_run, "result": result}, default=str))
