@@ -1,5 +1,5 @@
 """Upkeep of the memory store, each step batched, resumable (it works from what is left to do) and safe
-to run while searches go on: prune, archive, restore, reindex, stats. Beat runs them through memory.tasks;
+to run while searches go on: prune, archive, restore, reindex, re-embed, stats. Beat runs them through memory.tasks;
 `manage.py memory_maintenance` runs them by hand, with a progress line and --dry-run.
 """
 
@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Preferences
+from memory.embeddings import embedder
 from memory.indexes import existing_partition_indexes, index_sql
 from memory.models import Memory
 
@@ -103,6 +104,25 @@ def reindex(*, dry_run: bool = False, progress: Progress | None = None) -> list[
             if progress:
                 progress(100 * done // len(actions), action)
     return actions
+
+
+def reembed(*, dry_run: bool = False, progress: Progress | None = None) -> int:
+    """Embed again, in batches, every memory made with another model than the configured embedder's (after
+    MEMORY_EMBEDDER or its model changed). Resumable: each batch is what is still left."""
+    model = embedder()
+    stale = Memory.objects.exclude(embedding_model=model.name)
+    total = stale.count()
+    if dry_run or not total:
+        return total
+    done = 0
+    while batch := list(stale.order_by("pk").only("pk", "content")[: settings.MEMORY_MAINTENANCE_BATCH // 10 or 1]):
+        vectors = model.embed([memory.content for memory in batch])
+        for memory, vector in zip(batch, vectors, strict=True):
+            Memory.objects.filter(pk=memory.pk).update(embedding=vector, embedding_model=model.name)
+        done += len(batch)
+        if progress:
+            progress(min(100, 100 * done // total), f"re-embedded {done} of {total}")
+    return done
 
 
 def stats() -> list[dict]:

@@ -19,6 +19,12 @@ def reindex_task() -> int:
     return len(maintenance.reindex())
 
 
+@shared_task(name="memory.reembed")
+def reembed_task() -> int:
+    """Beat job: memories embedded by another model than the configured one are embedded again."""
+    return maintenance.reembed()
+
+
 @tracked_task("memory.import")
 def import_task(self, *, owner_id: int, lines: str) -> dict:
     """Bulk import of JSON lines (one memory per line) started through the API (202)."""

@@ -6,6 +6,7 @@ SCHEDULES = [
     ("prune memories", "memory.prune", 6, "Expired, past retention, and faded memories."),
     ("archive memories", "memory.archive", 24, "Memories unused for a long time leave the live indexes."),
     ("reindex memories", "memory.reindex", 24 * 7, "Creates missing partition indexes, rebuilds the others."),
+    ("re-embed memories", "memory.reembed", 1, "Embeds again memories made by another model than the configured one."),
 ]
 
 

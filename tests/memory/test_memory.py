@@ -330,3 +330,22 @@ def test_bulk_import_runs_as_a_task_and_export_gives_the_memories_back(celery_wo
     failed = wait_until(lambda: TaskRecord.objects.filter(pk=bad.json()["id"], status="failed").first())
     assert "Line 2" in failed.error
     assert Memory.objects.count() == 120
+
+
+@pytest.mark.django_db
+def test_memories_of_another_model_are_embedded_again_by_the_command(alice):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    memory = memory_create(owner=alice, content="the sky is green")
+    Memory.objects.filter(pk=memory.pk).update(embedding_model="old-model", embedding=[0.0] * 383 + [1.0])
+
+    out = StringIO()
+    call_command("memory_maintenance", "reembed", "--dry-run", stdout=out, stderr=StringIO())
+    assert '"result": 1' in out.getvalue() and Memory.objects.get().embedding_model == "old-model"
+    call_command("memory_maintenance", "reembed", stdout=StringIO(), stderr=StringIO())
+
+    memory.refresh_from_db()
+    assert memory.embedding_model == "hashing-v1"
+    assert [h.memory.pk for h in memory_search(user=alice, query="sky green", touch=False)[0]] == [memory.pk]

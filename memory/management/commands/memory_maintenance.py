@@ -6,10 +6,10 @@ from memory import maintenance
 
 
 class Command(BaseCommand):
-    help = "Memory upkeep: prune, archive, reindex (concurrently) or stats; --dry-run says what would change."
+    help = "Memory upkeep: prune, archive, reindex (concurrently), reembed or stats; --dry-run says what would change."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["prune", "archive", "reindex", "stats"])
+        parser.add_argument("action", choices=["prune", "archive", "reindex", "reembed", "stats"])
         parser.add_argument("--dry-run", action="store_true")
 
     def handle(self, *args, action, dry_run, **options):
