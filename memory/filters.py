@@ -12,12 +12,15 @@ Anything else is refused with a message naming it.
 import re
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import JSONField, Q
+from django.db.models.fields.json import KeyTransform
 from django.utils.dateparse import parse_datetime
 
 from memory.models import Memory
 
-KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A key named like a Django lookup ("contains", "has_key") or holding "__" would be read as one.
+LOOKUP_NAMES = set(JSONField.get_lookups()) | set(KeyTransform.get_lookups())
 TOP_LEVEL = {"kind", "namespace", "agent", "created_after", "created_before", "metadata"}
 COMPARISONS = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 MAX_IN = 100
@@ -52,8 +55,8 @@ def _metadata(conditions) -> Q:
         _refuse("'metadata' takes an object of key conditions.")
     compiled = Q()
     for key, condition in conditions.items():
-        if not KEY.match(key):
-            _refuse(f"Metadata key {key!r} is not allowed (letters, digits and _ . - only).")
+        if not KEY.match(key) or "__" in key or key in LOOKUP_NAMES:
+            _refuse(f"Metadata key {key!r} is not allowed (letters, digits and _ . - only; not a lookup name).")
         field = f"metadata__{key}"
         if not isinstance(condition, dict):
             if not _scalar(condition):

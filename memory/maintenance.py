@@ -86,21 +86,31 @@ def restore(*, user, ids: list[int]) -> int:
 
 
 def reindex(*, dry_run: bool = False, progress: Progress | None = None) -> list[str]:
-    """Create missing partition indexes and rebuild each one concurrently (searches go on meanwhile)."""
-    wanted = range(settings.MEMORY_PARTITIONS)
+    """Bring the partitions in line with MEMORY_PARTITIONS and rebuild their indexes, concurrently, so
+    searches go on: rows whose partition changed are moved (batched), missing indexes are created, indexes
+    of partitions that no longer exist are dropped, and the others rebuilt. Runs outside any transaction."""
+    partitions = settings.MEMORY_PARTITIONS
     present = existing_partition_indexes()
-    actions = [f"create memory_hnsw_p{p}" for p in wanted if p not in present]
-    actions += [f"reindex memory_hnsw_p{p}" for p in wanted if p in present]
+    moved = Memory.objects.extra(where=["partition <> owner_id %% %s"], params=[partitions])
+    actions = [f"repartition {moved.count()} rows"] if moved.exists() else []
+    actions += [f"create memory_hnsw_p{p}" for p in range(partitions) if p not in present]
+    actions += [f"drop memory_hnsw_p{p}" for p in sorted(present) if p >= partitions]
+    actions += [f"reindex memory_hnsw_p{p}" for p in range(partitions) if p in present]
     if dry_run:
         return actions
-    connection.ensure_connection()
-    with connection.cursor() as cursor:  # CONCURRENTLY cannot run inside a transaction: autocommit here
+    if connection.in_atomic_block:
+        raise RuntimeError("reindex builds indexes concurrently and cannot run inside a transaction")
+    with connection.cursor() as cursor:
+        while ids := list(moved.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]):
+            cursor.execute("UPDATE memory_memory SET partition = owner_id %% %s WHERE id = ANY(%s)", [partitions, ids])
         for done, action in enumerate(actions, start=1):
-            verb, name = action.split(" ")
-            partition = int(name.removeprefix("memory_hnsw_p"))
-            cursor.execute(
-                index_sql(partition, concurrently=True) if verb == "create" else f"REINDEX INDEX CONCURRENTLY {name}"
-            )
+            verb, name = action.split(" ", 1)
+            if verb == "create":
+                cursor.execute(index_sql(int(name.removeprefix("memory_hnsw_p")), concurrently=True))
+            elif verb == "drop":
+                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            elif verb == "reindex":
+                cursor.execute(f"REINDEX INDEX CONCURRENTLY {name}")
             if progress:
                 progress(100 * done // len(actions), action)
     return actions

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -46,7 +46,9 @@ def search_settings(values: dict[str, str]):
             cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
     try:
         yield
-    finally:
+    except DatabaseError:
+        raise  # the failed transaction (or savepoint) is rolled back, and the settings with it
+    else:
         with connection.cursor() as cursor:
             for name, value in previous.items():
                 cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
@@ -59,7 +61,7 @@ class Hit:
 
 
 def memory_list(*, user, include_archived: bool = False) -> QuerySet[Memory]:
-    memories = Memory.objects.filter(owner=user)
+    memories = Memory.objects.filter(owner=user).unexpired()
     return memories if include_archived else memories.filter(archived=False)
 
 
@@ -90,8 +92,7 @@ def memory_search(
     candidates = Memory.objects.filter(owner=user, partition=partition_of(user.pk)).filter(compile_filters(filters))
     if for_agent is not None:
         candidates = candidates.filter(Q(agent_id__isnull=True) | Q(agent_id=for_agent))
-    if not include_archived:
-        candidates = candidates.live()
+    candidates = candidates.unexpired() if include_archived else candidates.live()
     exact = include_archived or candidates.count() <= settings.MEMORY_EXACT_SEARCH_MAX_ROWS
     with transaction.atomic(), search_settings(EXACT_SETTINGS if exact else hnsw_settings()):
         ranked = candidates.annotate(distance=CosineDistance("embedding", vector))

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from memory.embeddings import embedder
-from memory.models import Memory
+from memory.models import Memory, partition_of
 
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")
 
@@ -71,19 +71,22 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
             )
             raise ValidationError({"lines": f"Line {number}: {detail}"}) from error
         rows.append(row)
+    # Embed everything first, then write it all in one transaction: a failure leaves nothing half-imported.
     model = embedder()
-    created = 0
+    vectors = []
     for start in range(0, len(rows), 100):
-        batch = rows[start : start + 100]
-        vectors = model.embed([row["content"] for row in batch])
-        with transaction.atomic():
-            for row, vector in zip(batch, vectors, strict=True):
-                memory = Memory(owner=owner, embedding=vector, embedding_model=model.name, **row)
-                memory.full_clean(exclude=["partition"])
-                memory.save()
-        created += len(batch)
+        vectors += model.embed([row["content"] for row in rows[start : start + 100]])
         if progress:
-            progress(100 * created // len(rows), f"{created} of {len(rows)} imported")
+            progress(90 * len(vectors) // max(len(rows), 1), f"{len(vectors)} of {len(rows)} embedded")
+    partition = partition_of(owner.pk)
+    with transaction.atomic():
+        Memory.objects.bulk_create(
+            Memory(owner=owner, partition=partition, embedding=vector, embedding_model=model.name, **row)
+            for row, vector in zip(rows, vectors, strict=True)
+        )
+    created = len(rows)
+    if progress:
+        progress(100, f"{created} imported")
     return {"imported": created}
 
 

@@ -24,6 +24,39 @@ def pytest_sessionfinish(session, exitstatus):
     embedded.stop_started()
 
 
+WORKER_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def background_work_settles(request):
+    """After a transactional test, wait for the session worker to finish what the test started: a task or
+    webhook attempt writing while the test database is flushed deadlocks the flush."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # set up before, torn down (flushed) after this fixture
+    yield
+    if not WORKER_STARTED:
+        return
+    import time
+
+    from django.utils import timezone
+
+    from tasks.models import TaskRecord, WebhookDelivery
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        soon = timezone.now() + timezone.timedelta(seconds=5)
+        busy = (
+            TaskRecord.objects.filter(status__in=TaskRecord.UNFINISHED).exists()
+            or WebhookDelivery.objects.filter(status="pending", next_attempt_at__lte=soon).exists()
+        )
+        if not busy:
+            return
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, tmp_path_factory):
     """One real worker for the session; it also runs the tasks in tests/worker_tasks.py."""
@@ -43,6 +76,7 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "--without-gossip",
     )
     worker.wait_for_log("ready.")
+    WORKER_STARTED.append(worker)
     yield worker
     worker.stop()
 
