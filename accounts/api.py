@@ -28,7 +28,7 @@ from accounts.security import (
     login_rate_exceeded,
     signup_rate_exceeded,
 )
-from platform_site.api_errors import DependencyUnavailable
+from platform_site.api_errors import DependencyUnavailable, int_or_404
 
 
 class ConflictError(exceptions.APIException):
@@ -274,7 +274,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(serializers.ApiKeySerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        key = selectors.apikey_get(user=request.user, pk=_int_value(pk))
+        key = selectors.apikey_get(user=request.user, pk=int_or_404(pk))
         return Response(serializers.ApiKeySerializer(key).data)
 
     @extend_schema(request=serializers.ApiKeyCreateSerializer, responses={201: serializers.ApiKeyWithSecretSerializer})
@@ -302,7 +302,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         _refuse_when_limited(key_creation_rate_exceeded, request._request, request.user)  # rotating mints a secret
         # Rotation hands out the new secret, so only the owner rotates (operators can revoke).
-        key = selectors.apikey_get(user=request.user, pk=_int_value(pk), own_only=True)
+        key = selectors.apikey_get(user=request.user, pk=int_or_404(pk), own_only=True)
         caller_scopes = request_scopes(request)
         if caller_scopes is not None and not set(key.scopes) <= caller_scopes:
             raise exceptions.PermissionDenied("A key cannot rotate a key with scopes it does not have itself.")
@@ -319,7 +319,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
     @extend_schema(request=None, responses=serializers.ApiKeySerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        key = selectors.apikey_get(user=request.user, pk=_int_value(pk))
+        key = selectors.apikey_get(user=request.user, pk=int_or_404(pk))
         key = services.apikey_revoke(key=key, actor=request.user, request=request)
         return Response(serializers.ApiKeySerializer(key).data)
 
@@ -342,13 +342,6 @@ def _with_secret(key, full_key):
     body = serializers.ApiKeySerializer(key).data
     body["key"] = full_key
     return body
-
-
-def _int_value(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise exceptions.NotFound() from None
 
 
 def _int_param(request, name) -> int:
@@ -376,7 +369,7 @@ class UserViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
         return selectors.user_list()
 
     def retrieve(self, request, pk=None):
-        return Response(serializers.UserSerializer(selectors.user_get(pk=_int_value(pk))).data)
+        return Response(serializers.UserSerializer(selectors.user_get(pk=int_or_404(pk))).data)
 
     @extend_schema(request=serializers.UserCreateSerializer, responses={201: serializers.UserSerializer})
     def create(self, request):
@@ -392,7 +385,7 @@ class UserViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
     def partial_update(self, request, pk=None):
         data = serializers.UserUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = selectors.user_get(pk=_int_value(pk))
+        user = selectors.user_get(pk=int_or_404(pk))
         if "role" in data.validated_data:
             run_service(
                 services.user_set_role, user=user, role=data.validated_data["role"], actor=request.user, request=request
@@ -434,7 +427,7 @@ class SharingMixin:
     @extend_schema(request=serializers.ShareSerializer, responses=serializers.ShareSerializer(many=True))
     @action(detail=True, methods=["get", "post"])
     def shares(self, request, pk=None):
-        obj = selectors.owned_get(user=request.user, queryset=self.queryset, pk=_int_value(pk))
+        obj = selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
         if request.method == "POST":
             data = serializers.ShareSerializer(data=request.data)
             data.is_valid(raise_exception=True)
@@ -445,7 +438,7 @@ class SharingMixin:
     @extend_schema(request=None, responses={204: OpenApiResponse(description="No longer shared.")})
     @action(detail=True, methods=["delete"], url_path=r"shares/(?P<username>[\w.@+-]+)")
     def unshare(self, request, pk=None, username=None):
-        obj = selectors.owned_get(user=request.user, queryset=self.queryset, pk=_int_value(pk))
+        obj = selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
         user = User.objects.filter(username=username).first()
         if user is None:
             raise exceptions.NotFound("No such user.")

@@ -1,7 +1,6 @@
 """The agents API: agents (CRUD, sharing, invoke), runs, the catalog, cache invalidation for operators."""
 
 import json
-import uuid
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
@@ -26,7 +25,7 @@ from agents.serializers import (
     InvokeSerializer,
     LanguageModelSerializer,
 )
-from platform_site.api_errors import DependencyUnavailable
+from platform_site.api_errors import DependencyUnavailable, int_or_404, uuid_or_404
 from quotas.services import QuotaExceeded, QuotaUnavailable, refusal_headers
 from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
 
@@ -62,13 +61,6 @@ class ProviderFailed(exceptions.APIException):
         self.wait = error.retry_after
 
 
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise exceptions.NotFound() from None
-
-
 @extend_schema(tags=["agents"])
 class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
     """Your agents and those shared with you. Invoke with POST {id}/invoke."""
@@ -92,7 +84,7 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(AgentSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        return Response(AgentSerializer(selectors.agent_get(user=request.user, pk=_int(pk))).data)
+        return Response(AgentSerializer(selectors.agent_get(user=request.user, pk=int_or_404(pk))).data)
 
     def create(self, request):
         data = AgentSerializer(data=request.data)
@@ -101,14 +93,14 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         return Response(AgentSerializer(agent).data, status=201)
 
     def partial_update(self, request, pk=None):
-        agent = selectors.agent_get_owned(user=request.user, pk=_int(pk))
+        agent = selectors.agent_get_owned(user=request.user, pk=int_or_404(pk))
         data = AgentSerializer(agent, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         agent = run_service(services.agent_update, agent=agent, **data.validated_data)
         return Response(AgentSerializer(agent).data)
 
     def destroy(self, request, pk=None):
-        selectors.agent_get_owned(user=request.user, pk=_int(pk)).delete()
+        selectors.agent_get_owned(user=request.user, pk=int_or_404(pk)).delete()
         return Response(status=204)
 
     @extend_schema(
@@ -132,7 +124,7 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def invoke(self, request, pk=None):
         """Send a conversation to the agent. With `"stream": true` the answer comes as server-sent events."""
-        agent = selectors.agent_get(user=request.user, pk=_int(pk), level="use")
+        agent = selectors.agent_get(user=request.user, pk=int_or_404(pk), level="use")
         data = InvokeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         messages = [dict(message) for message in data.validated_data["messages"]]
@@ -262,11 +254,7 @@ class AgentRunViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixi
         return super().list(request, *args, **kwargs)
 
     def retrieve(self, request, pk=None):
-        try:
-            run_id = uuid.UUID(str(pk))
-        except ValueError:
-            raise exceptions.NotFound() from None
-        return Response(AgentRunSerializer(selectors.run_get(user=request.user, pk=run_id)).data)
+        return Response(AgentRunSerializer(selectors.run_get(user=request.user, pk=uuid_or_404(pk))).data)
 
 
 @extend_schema(tags=["agents"])

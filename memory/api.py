@@ -11,16 +11,10 @@ from accounts.api import PolicyMixin, run_service
 from memory import selectors, services
 from memory.models import Memory
 from memory.serializers import ImportSerializer, MemorySerializer, SearchResultSerializer, SearchSerializer
+from platform_site.api_errors import int_or_404
 from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
 from tasks.serializers import TaskRecordSerializer
 from tasks.services import task_start
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise exceptions.NotFound() from None
 
 
 @extend_schema(tags=["memory"])
@@ -48,7 +42,7 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(MemorySerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        return Response(MemorySerializer(selectors.memory_get(user=request.user, pk=_int(pk))).data)
+        return Response(MemorySerializer(selectors.memory_get(user=request.user, pk=int_or_404(pk))).data)
 
     def create(self, request):
         data = MemorySerializer(data=request.data)
@@ -58,14 +52,14 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         return Response(MemorySerializer(memory).data, status=201)
 
     def partial_update(self, request, pk=None):
-        memory = selectors.memory_get(user=request.user, pk=_int(pk))
+        memory = selectors.memory_get(user=request.user, pk=int_or_404(pk))
         data = MemorySerializer(memory, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         memory = run_service(services.memory_update, memory=memory, **data.validated_data)
         return Response(MemorySerializer(memory).data)
 
     def destroy(self, request, pk=None):
-        selectors.memory_get(user=request.user, pk=_int(pk)).delete()
+        selectors.memory_get(user=request.user, pk=int_or_404(pk)).delete()
         return Response(status=204)
 
     @extend_schema(request=SearchSerializer, responses=SearchResultSerializer)

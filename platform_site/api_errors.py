@@ -6,10 +6,12 @@ The formatter adds `request_id` to every error body and the schema hook declares
 component, so the OpenAPI schema documents what clients receive.
 """
 
+import uuid
+
 from drf_standardized_errors.formatter import ExceptionFormatter as StandardExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler as StandardExceptionHandler
 from rest_framework import pagination
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 
 from platform_site.correlation import current_request_id
 
@@ -54,3 +56,18 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     """Pages of at most 200 items, however many are asked for."""
 
     max_limit = 200
+
+
+def int_or_404(value) -> int:
+    """A path id that is not a whole number names nothing: 404, like an id that does not exist."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound() from None
+
+
+def uuid_or_404(value) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound() from None

@@ -1,7 +1,5 @@
 """The tasks API: the caller's tasks (poll, cancel) and webhook endpoints (with a test send)."""
 
-import uuid
-
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
@@ -10,6 +8,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.api import ConflictError, PolicyMixin, run_service
+from platform_site.api_errors import int_or_404, uuid_or_404
 from tasks import selectors, services
 from tasks.models import TaskRecord, WebhookEndpoint
 from tasks.serializers import (
@@ -46,13 +45,6 @@ class NewestFirst(CursorPagination):
     page_size = 50
 
 
-def _uuid(pk):
-    try:
-        return uuid.UUID(str(pk))
-    except ValueError:
-        raise exceptions.NotFound() from None
-
-
 @extend_schema(tags=["tasks"])
 class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
     """Your background tasks, newest first. Poll one until its status is succeeded, failed or cancelled."""
@@ -73,14 +65,14 @@ class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
         return selectors.task_list(user=self.request.user)
 
     def retrieve(self, request, pk=None):
-        return Response(TaskRecordSerializer(selectors.task_get(user=request.user, pk=_uuid(pk))).data)
+        return Response(TaskRecordSerializer(selectors.task_get(user=request.user, pk=uuid_or_404(pk))).data)
 
     @extend_schema(
         request=None, responses={200: TaskRecordSerializer, 409: OpenApiResponse(description="Already finished.")}
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        record = selectors.task_get(user=request.user, pk=_uuid(pk))
+        record = selectors.task_get(user=request.user, pk=uuid_or_404(pk))
         try:
             record = services.task_cancel(record=record, actor=request.user)
         except services.Conflict as error:
@@ -112,7 +104,7 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
         return selectors.webhook_endpoint_list(user=self.request.user)
 
     def get_object(self):
-        return selectors.webhook_endpoint_get(user=self.request.user, pk=_int(self.kwargs["pk"]))
+        return selectors.webhook_endpoint_get(user=self.request.user, pk=int_or_404(self.kwargs["pk"]))
 
     @extend_schema(responses={201: WebhookEndpointWithSecretSerializer})
     def create(self, request):
@@ -167,10 +159,3 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
         paginator = NewestFirst()
         page = paginator.paginate_queryset(deliveries, request, view=self)
         return paginator.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise exceptions.NotFound() from None
