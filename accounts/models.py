@@ -170,6 +170,14 @@ class Preferences(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="Memories older than this are pruned; empty keeps them.",
     )
+    memory_max_items = models.PositiveIntegerField(
+        "memory cap",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        help_text="At most this many memories are kept (the least important and least used go first); "
+        "empty: the platform's default.",
+    )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     notification_webhook = models.URLField(
         max_length=500, blank=True, default="", validators=[URLValidator(schemes=["http", "https"])]

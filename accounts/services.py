@@ -338,6 +338,7 @@ PREFERENCE_FIELDS = [
     "default_model",
     "memory_enabled",
     "memory_retention_days",
+    "memory_max_items",
     "timezone",
     "notification_webhook",
 ]

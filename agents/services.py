@@ -4,10 +4,10 @@
     agent_invoke_stream(user=..., agent=..., messages=[...]) -> InvokeStream (chunks, then .result)
 
 The pipeline, top to bottom: guard the input -> reuse a run already recorded under the same idempotency
-key -> quota (admits everything until the Quotas issue fills it) -> memory retrieval (retrieves nothing
-until the Memory issue fills it; it runs before the cache lookup because memories are part of the key)
--> cache lookup (hit: record and return) -> provider call (breaker, SDK retries) -> guard the output ->
-settle the quota -> store in cache -> record the run. Authorization (role, scope, owner or share) is done
+key -> memory retrieval (before the cache lookup: memories are part of the key) -> quota (reserves the
+request and the worst case of tokens and cost of the whole prompt) -> cache lookup (hit: record and
+return) -> provider call (breaker, SDK retries) -> guard the output -> settle the quota -> store in
+cache -> record the run. Authorization (role, scope, owner or share) is done
 by the caller through `agents.selectors.agent_get`.
 """
 
@@ -224,12 +224,16 @@ def settle_quota(call: _Call, completion: Completion | None) -> None:
 
 
 def retrieve_memories(call: _Call) -> list[str]:
-    """Memory step: for an agent that uses memory (and a user who allows it), the caller's memories nearest
-    to the last message, of this agent or of none."""
+    """Memory step: for an agent that uses memory (and a user who allows it), the memories nearest to the
+    last message, of this agent or of none: the caller's and those of namespaces shared with them for use."""
     if not call.agent.use_memory or not preferences_get(user=call.user).memory_enabled:
         return []
     hits, _ = memory_search(
-        user=call.user, query=call.messages[-1]["content"], k=settings.MEMORY_PROMPT_K, for_agent=call.agent.pk
+        user=call.user,
+        query=call.messages[-1]["content"],
+        k=settings.MEMORY_PROMPT_K,
+        for_agent=call.agent.pk,
+        shared="use",
     )
     return [hit.memory.content for hit in hits]
 

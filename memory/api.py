@@ -7,10 +7,17 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
-from accounts.api import PolicyMixin, run_service
+from accounts import selectors as account_selectors
+from accounts.api import PolicyMixin, SharingMixin, run_service
 from memory import selectors, services
-from memory.models import Memory
-from memory.serializers import ImportSerializer, MemorySerializer, SearchResultSerializer, SearchSerializer
+from memory.models import Memory, MemoryNamespace
+from memory.serializers import (
+    ImportSerializer,
+    MemoryNamespaceSerializer,
+    MemorySerializer,
+    SearchResultSerializer,
+    SearchSerializer,
+)
 from platform_site.api_errors import int_or_404
 from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
 from tasks.serializers import TaskRecordSerializer
@@ -19,7 +26,7 @@ from tasks.services import task_start
 
 @extend_schema(tags=["memory"])
 class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
-    """Your memories. Search them with POST /memories/search."""
+    """Your memories and those of namespaces shared with you (read only). Search them with POST /memories/search."""
 
     serializer_class = MemorySerializer
     queryset = Memory.objects.none()
@@ -52,14 +59,14 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         return Response(MemorySerializer(memory).data, status=201)
 
     def partial_update(self, request, pk=None):
-        memory = selectors.memory_get(user=request.user, pk=int_or_404(pk))
+        memory = selectors.memory_get_owned(user=request.user, pk=int_or_404(pk))
         data = MemorySerializer(memory, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         memory = run_service(services.memory_update, memory=memory, **data.validated_data)
         return Response(MemorySerializer(memory).data)
 
     def destroy(self, request, pk=None):
-        selectors.memory_get(user=request.user, pk=int_or_404(pk)).delete()
+        selectors.memory_get_owned(user=request.user, pk=int_or_404(pk)).delete()
         return Response(status=204)
 
     @extend_schema(request=SearchSerializer, responses=SearchResultSerializer)
@@ -96,7 +103,54 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
     @extend_schema(responses={(200, "application/x-ndjson"): str})
     @action(detail=False, methods=["get"])
     def export(self, request):
-        """All your memories as JSON lines (without embeddings), ready to import elsewhere."""
+        """All your own memories as JSON lines (without embeddings), ready to import elsewhere."""
         response = StreamingHttpResponse(services.memory_export(user=request.user), content_type="application/x-ndjson")
         response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
         return response
+
+
+@extend_schema(tags=["memory"])
+class MemoryNamespaceViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
+    """Your memory namespaces, to describe and share them (`{id}/shares`: `view` lets the user read and search
+    its memories, `use` also lets their agents draw on them), and the namespaces shared with you.
+    Deleting one ends its sharing and keeps its memories."""
+
+    serializer_class = MemoryNamespaceSerializer
+    queryset = MemoryNamespace.objects.all()
+    action_policies = {
+        "list": ("memory.view_memorynamespace", "memory:read"),
+        "retrieve": ("memory.view_memorynamespace", "memory:read"),
+        "create": ("memory.add_memorynamespace", "memory:write"),
+        "partial_update": ("memory.change_memorynamespace", "memory:write"),
+        "destroy": ("memory.delete_memorynamespace", "memory:write"),
+        "shares": ("memory.change_memorynamespace", "memory:write"),
+        "unshare": ("memory.change_memorynamespace", "memory:write"),
+    }
+
+    def list(self, request):
+        page = self.paginate_queryset(selectors.namespace_list(user=request.user))
+        return self.get_paginated_response(MemoryNamespaceSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        namespace = account_selectors.owned_or_shared_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
+        return Response(MemoryNamespaceSerializer(namespace).data)
+
+    def create(self, request):
+        data = MemoryNamespaceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        namespace = run_service(services.namespace_create, owner=request.user, **data.validated_data)
+        return Response(MemoryNamespaceSerializer(namespace).data, status=201)
+
+    def partial_update(self, request, pk=None):
+        namespace = account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
+        data = MemoryNamespaceSerializer(namespace, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        if "name" in data.validated_data and data.validated_data["name"] != namespace.name:
+            raise exceptions.ValidationError({"name": ["A namespace keeps its name; describe it instead."]})
+        namespace.description = data.validated_data.get("description", namespace.description)
+        namespace.save(update_fields=["description"])
+        return Response(MemoryNamespaceSerializer(namespace).data)
+
+    def destroy(self, request, pk=None):
+        account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk)).delete()
+        return Response(status=204)

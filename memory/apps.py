@@ -6,6 +6,9 @@ class MemoryConfig(AppConfig):
     verbose_name = "Memory"
 
     role_permissions = {
-        "viewer": ["memory.view_memory"],
-        "member": ["memory.add_memory", "memory.change_memory", "memory.delete_memory"],
-    }
+        "viewer": ["memory.view_memory", "memory.view_memorynamespace"],
+        "member": [
+            "memory.add_memory", "memory.change_memory", "memory.delete_memory",
+            "memory.add_memorynamespace", "memory.change_memorynamespace", "memory.delete_memorynamespace",
+        ],
+    }  # fmt: skip

@@ -12,8 +12,9 @@ Anything else is refused with a message naming it.
 import re
 
 from django.core.exceptions import ValidationError
-from django.db.models import JSONField, Q
+from django.db.models import CharField, Func, JSONField, Q
 from django.db.models.fields.json import KeyTransform
+from django.db.models.lookups import Exact
 from django.utils.dateparse import parse_datetime
 
 from memory.models import Memory
@@ -78,7 +79,9 @@ def _metadata(conditions) -> Q:
         ):
             compiled &= Q(**{f"{field}__in": operand})
         elif operator in COMPARISONS and isinstance(operand, (int, float)) and not isinstance(operand, bool):
-            compiled &= Q(**{f"{field}__{COMPARISONS[operator]}": operand})
+            # JSONB orders across types (a boolean is above every number): compare numbers only.
+            value_type = Func(KeyTransform(key, "metadata"), function="jsonb_typeof", output_field=CharField())
+            compiled &= Q(Exact(value_type, "number")) & Q(**{f"{field}__{COMPARISONS[operator]}": operand})
         elif operator == "$exists" and isinstance(operand, bool):
             compiled &= Q(metadata__has_key=key) if operand else ~Q(metadata__has_key=key)
         else:

@@ -5,18 +5,21 @@ to run while searches go on: prune, archive, restore, reindex, re-embed, stats. 
 
 from collections.abc import Callable
 from datetime import timedelta
+from math import ceil
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Preferences
 from memory.embeddings import embedder
-from memory.indexes import existing_partition_indexes, index_sql
+from memory.indexes import INDEX_NAME, index_options, index_sql, partition_indexes, record_build
 from memory.models import Memory
+from memory.selectors import search_plan, search_settings
 
 Progress = Callable[[int, str], None]
+REINDEX_LOCK = 7_415_001  # advisory lock id: one reindex at a time (a second would drop the first's build)
 
 
 def _batched_delete(queryset, *, dry_run: bool, progress: Progress | None, label: str) -> int:
@@ -35,9 +38,9 @@ def _batched_delete(queryset, *, dry_run: bool, progress: Progress | None, label
 
 
 def prune(*, dry_run: bool = False, progress: Progress | None = None) -> dict[str, int]:
-    """Remove expired memories, those past their owner's retention, and those whose importance has
-    decayed below MEMORY_PRUNE_IMPORTANCE (importance halves every MEMORY_IMPORTANCE_HALF_LIFE_DAYS
-    without access)."""
+    """Remove expired memories, those past their owner's retention, those whose importance has decayed
+    below MEMORY_PRUNE_IMPORTANCE (importance halves every MEMORY_IMPORTANCE_HALF_LIFE_DAYS without
+    access), near duplicates of recent memories, and what exceeds each owner's cap."""
     now = timezone.now()
     counts = {
         "expired": _batched_delete(
@@ -59,7 +62,74 @@ def prune(*, dry_run: bool = False, progress: Progress | None = None) -> dict[st
         params=[half_life_seconds, settings.MEMORY_PRUNE_IMPORTANCE],
     )
     counts["faded"] = _batched_delete(faded, dry_run=dry_run, progress=progress, label="faded")
+    duplicates = near_duplicates(since=now - timedelta(hours=settings.MEMORY_DUPLICATE_WINDOW_HOURS))
+    counts["duplicates"] = _batched_delete(
+        Memory.objects.filter(pk__in=duplicates), dry_run=dry_run, progress=progress, label="duplicates"
+    )
+    counts["over_cap"] = _prune_over_caps(dry_run=dry_run, progress=progress)
     return counts
+
+
+def near_duplicates(*, since) -> list[int]:
+    """Memories made since `since` that are near duplicates (cosine distance under
+    MEMORY_DUPLICATE_DISTANCE) of another live memory of the same owner, namespace and agent: of each pair
+    the less important goes, or the newer when they weigh the same. Each is looked up like a search (its
+    owner's partition, exact or through the partial index), so this costs a search per recent memory."""
+    losers = set()
+    recent = Memory.objects.live().filter(created_at__gte=since).order_by("pk")
+    last = 0
+    while batch := list(recent.filter(pk__gt=last).only("pk", "owner_id", "namespace", "agent_id", "importance",
+                                                        "embedding")[: settings.MEMORY_MAINTENANCE_BATCH]):  # fmt: skip
+        for memory in batch:
+            if memory.pk in losers:
+                continue
+            plan = search_plan(owner_id=memory.owner_id, vector=memory.embedding, k=4, namespaces=[memory.namespace])
+            with search_settings(plan.settings):
+                nearest = list(plan.ranked.only("pk", "agent_id", "importance"))
+            for other in nearest:
+                if other.pk == memory.pk or other.agent_id != memory.agent_id or other.pk in losers:
+                    continue
+                if other.distance >= settings.MEMORY_DUPLICATE_DISTANCE:
+                    break
+                keep_other = (other.importance, -other.pk) > (memory.importance, -memory.pk)
+                losers.add(memory.pk if keep_other else other.pk)
+                if keep_other:
+                    break
+        last = batch[-1].pk
+    return sorted(losers)
+
+
+def _prune_over_caps(*, dry_run: bool, progress: Progress | None) -> int:
+    """Each owner keeps at most their `memory_max_items` preference (else MEMORY_DEFAULT_MAX_ITEMS, 0 = no cap)
+    memories: the least important, then the least recently used, go first."""
+    caps = dict(Preferences.objects.filter(memory_max_items__isnull=False).values_list("user_id", "memory_max_items"))
+    default = settings.MEMORY_DEFAULT_MAX_ITEMS
+    owners = Memory.objects.values("owner_id").annotate(total=models.Count("pk")).order_by()
+    if default:
+        over = owners.filter(total__gt=default)
+        over = [(owner, total) for owner, total in over.values_list("owner_id", "total") if owner not in caps]
+    else:
+        over = []
+    over += list(owners.filter(owner_id__in=caps).values_list("owner_id", "total"))
+    removed = 0
+    for owner_id, total in over:
+        excess = total - caps.get(owner_id, default)
+        if excess <= 0:
+            continue
+        if dry_run:
+            removed += excess
+            continue
+        least = Memory.objects.filter(owner_id=owner_id).order_by(
+            "importance", models.F("last_accessed_at").asc(nulls_first=True), "created_at", "pk"
+        )
+        while excess > 0:
+            ids = list(least.values_list("pk", flat=True)[: min(excess, settings.MEMORY_MAINTENANCE_BATCH)])
+            deleted = Memory.objects.filter(pk__in=ids).delete()[0]
+            excess -= len(ids)
+            removed += deleted
+        if progress:
+            progress(100, f"over cap: {removed} removed")
+    return removed
 
 
 def archive(*, dry_run: bool = False, progress: Progress | None = None) -> int:
@@ -85,35 +155,97 @@ def restore(*, user, ids: list[int]) -> int:
     return Memory.objects.filter(owner=user, pk__in=ids, archived=True).update(archived=False)
 
 
-def reindex(*, dry_run: bool = False, progress: Progress | None = None) -> list[str]:
-    """Bring the partitions in line with MEMORY_PARTITIONS and rebuild their indexes, concurrently, so
-    searches go on: rows whose partition changed are moved (batched), missing indexes are created, indexes
-    of partitions that no longer exist are dropped, and the others rebuilt. Runs outside any transaction."""
+def reindex(*, dry_run: bool = False, force: bool = False, progress: Progress | None = None) -> list[str]:
+    """Bring the partition indexes in line with the settings and rebuild those that need it, concurrently,
+    so searches go on: rows whose partition changed (MEMORY_PARTITIONS) are moved in batches, missing
+    indexes created, those of partitions that no longer exist dropped, and an index rebuilt when it is
+    invalid (a concurrent build that failed), was built with other MEMORY_HNSW_* options, or has bloated:
+    its bytes per live row reached MEMORY_REINDEX_BLOAT times what they were after its build (deleted and
+    archived rows leave their space behind). `force` rebuilds all. Runs outside any transaction."""
     partitions = settings.MEMORY_PARTITIONS
-    present = existing_partition_indexes()
+    present = partition_indexes()
     moved = Memory.objects.extra(where=["partition <> owner_id %% %s"], params=[partitions])
+    live_rows = _live_rows_per_partition()
     actions = [f"repartition {moved.count()} rows"] if moved.exists() else []
-    actions += [f"create memory_hnsw_p{p}" for p in range(partitions) if p not in present]
-    actions += [f"drop memory_hnsw_p{p}" for p in sorted(present) if p >= partitions]
-    actions += [f"reindex memory_hnsw_p{p}" for p in range(partitions) if p in present]
+    actions += [f"create {INDEX_NAME.format(partition=p)}" for p in range(partitions) if p not in present]
+    actions += [f"drop {INDEX_NAME.format(partition=p)}" for p in sorted(present) if p >= partitions]
+    for p in range(partitions):
+        index = present.get(p)
+        if index is None:
+            continue
+        bloat = index.bloat(live_rows.get(p, 0))
+        if not index.valid:
+            reason = "invalid"
+        elif index.options != index_options():
+            reason = "settings changed"
+        elif bloat is not None and bloat >= settings.MEMORY_REINDEX_BLOAT:
+            reason = f"bloat x{bloat:.1f}"
+        elif force:
+            reason = "forced"
+        else:
+            continue
+        actions.append(f"rebuild {INDEX_NAME.format(partition=p)} ({reason})")
     if dry_run:
         return actions
     if connection.in_atomic_block:
         raise RuntimeError("reindex builds indexes concurrently and cannot run inside a transaction")
     with connection.cursor() as cursor:
-        while ids := list(moved.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]):
-            cursor.execute("UPDATE memory_memory SET partition = owner_id %% %s WHERE id = ANY(%s)", [partitions, ids])
-        for done, action in enumerate(actions, start=1):
-            verb, name = action.split(" ", 1)
-            if verb == "create":
-                cursor.execute(index_sql(int(name.removeprefix("memory_hnsw_p")), concurrently=True))
-            elif verb == "drop":
-                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            elif verb == "reindex":
-                cursor.execute(f"REINDEX INDEX CONCURRENTLY {name}")
-            if progress:
-                progress(100 * done // len(actions), action)
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [REINDEX_LOCK])
+        if not cursor.fetchone()[0]:
+            raise RuntimeError("another reindex is running")
+        try:
+            _apply(cursor, actions, moved, live_rows, progress)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [REINDEX_LOCK])
     return actions
+
+
+def _apply(cursor, actions: list[str], moved, live_rows: dict[int, int], progress: Progress | None) -> None:
+    while ids := list(moved.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]):
+        cursor.execute(
+            "UPDATE memory_memory SET partition = owner_id %% %s WHERE id = ANY(%s)", [settings.MEMORY_PARTITIONS, ids]
+        )
+    if any(action.startswith("repartition") for action in actions):
+        live_rows = _live_rows_per_partition()
+    for done, action in enumerate(actions, start=1):
+        verb, name = action.split(" ")[:2]
+        if verb == "drop":
+            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        elif verb in ("create", "rebuild"):
+            partition = int(name.removeprefix("memory_hnsw_p"))
+            _build(cursor, partition, live_rows.get(partition, 0), replace=verb == "rebuild")
+        if progress:
+            progress(100 * done // len(actions), action)
+    for partition, index in partition_indexes().items():
+        rows = live_rows.get(partition, 0)
+        if index.bloat(rows) is None and rows >= 100:  # no reference yet (built empty, or long ago)
+            record_build(cursor, partition, rows)
+
+
+def _live_rows_per_partition() -> dict[int, int]:
+    """Rows each partial index holds (expired ones too, until prune deletes them)."""
+    return dict(Memory.objects.filter(archived=False).order_by().values_list("partition").annotate(models.Count("pk")))
+
+
+def _build(cursor, partition: int, rows: int, *, replace: bool) -> None:
+    """Build a partition's index concurrently (a replacement is built beside the old one, which searches
+    use until it is swapped in), with memory enough for its graph, and note its figures."""
+    name = INDEX_NAME.format(partition=partition)
+    # About the vectors and the graph of each row, in MB; pgvector allocates it all up front for a build.
+    needed = ceil(rows * (settings.MEMORY_EMBEDDING_DIMENSIONS * 4 + 400) * 1.3 / 2**20)
+    cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                   [f"{max(64, min(needed, settings.MEMORY_INDEX_BUILD_MEMORY_MB))}MB"])  # fmt: skip
+    try:
+        if not replace:
+            cursor.execute(index_sql(partition, concurrently=True))
+        else:
+            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")  # left by a build that failed
+            cursor.execute(index_sql(partition, concurrently=True, name=f"{name}_new"))
+            cursor.execute(f"DROP INDEX CONCURRENTLY {name}")
+            cursor.execute(f"ALTER INDEX {name}_new RENAME TO {name}")
+    finally:
+        cursor.execute("RESET maintenance_work_mem")
+    record_build(cursor, partition, rows)
 
 
 def reembed(*, dry_run: bool = False, progress: Progress | None = None) -> int:
@@ -143,13 +275,10 @@ def stats() -> list[dict]:
             "FROM memory_memory GROUP BY partition ORDER BY partition"
         )
         rows = {p: {"partition": p, "live": live, "archived": archived} for p, live, archived in cursor.fetchall()}
-        cursor.execute(
-            "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-            "WHERE relname = 'memory_memory' AND indexrelname LIKE 'memory_hnsw_p%%'"
-        )
-        for name, size in cursor.fetchall():
-            partition = int(name.removeprefix("memory_hnsw_p"))
-            rows.setdefault(partition, {"partition": partition, "live": 0, "archived": 0})["index_bytes"] = size
+        for partition, index in partition_indexes().items():
+            row = rows.setdefault(partition, {"partition": partition, "live": 0, "archived": 0})
+            row["index_bytes"] = index.bytes
+            row["index_bloat"] = index.bloat(row["live"])
         cursor.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'memory_memory'")
         dead = (cursor.fetchone() or [0])[0]
     return [{**row, "table_dead_tuples": dead} for _, row in sorted(rows.items())]

@@ -61,3 +61,22 @@ class Memory(models.Model):
     def save(self, *args, **kwargs):
         self.partition = partition_of(self.owner_id)
         super().save(*args, **kwargs)
+
+
+class MemoryNamespace(models.Model):
+    """One of a user's memory namespaces, as something they can share (accounts' object sharing): at `view`
+    the other user reads and searches its memories, at `use` their agents also draw on them. Memories name
+    their namespace by slug; this row exists once the owner describes or shares one."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_namespaces")
+    name = models.SlugField(max_length=100)
+    description = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="memory_namespace_unique_per_owner")]
+        permissions = [("use_memorynamespace", "Can let agents draw on a shared memory namespace")]
+
+    def __str__(self):
+        return f"{self.owner}/{self.name}"

@@ -1,4 +1,5 @@
-"""Reads of memories, always scoped to their owner, and the filtered vector search.
+"""Reads of memories, always scoped to their owner and the namespaces others shared with the reader, and
+the filtered vector search.
 
 The search narrows to the owner's partition and the filters in SQL first. A small slice (at most
 MEMORY_EXACT_SEARCH_MAX_ROWS rows) is scanned exactly; a larger one goes through the partition's partial
@@ -7,19 +8,21 @@ still returns k rows. The planner settings are set for the query and put back af
 are not prepared, see settings, so they apply).
 """
 
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
+from accounts.selectors import owned_or_shared
 from memory.embeddings import embedder
 from memory.filters import compile_filters
-from memory.models import Memory, partition_of
+from memory.models import Memory, MemoryNamespace, partition_of
 
 EXACT_SETTINGS = {"enable_indexscan": "off"}
 
@@ -37,21 +40,25 @@ def hnsw_settings() -> dict[str, str]:
 
 @contextmanager
 def search_settings(values: dict[str, str]):
-    """Planner settings for one query, put back afterwards: SET LOCAL alone would outlive the query when the
-    search runs inside a larger transaction (a savepoint does not undo it)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(values)), list(values))
-        previous = dict(zip(values, cursor.fetchone(), strict=True))
-        for name, value in values.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-    try:
+    """Planner settings for the queries inside, in a transaction of their own (or a savepoint). At the
+    outermost level one statement sets them and the commit drops them; nested, they are put back after,
+    as SET LOCAL alone would outlive the savepoint (RELEASE keeps it)."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not outermost:
+            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(values)), list(values))
+            previous = dict(zip(values, cursor.fetchone(), strict=True))
+        _set_local(cursor, values)
         yield
-    except DatabaseError:
-        raise  # the failed transaction (or savepoint) is rolled back, and the settings with it
-    else:
-        with connection.cursor() as cursor:
-            for name, value in previous.items():
-                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        if not outermost:  # on an error the savepoint's rollback undoes them
+            _set_local(cursor, previous)
+
+
+def _set_local(cursor, values: dict[str, str]) -> None:
+    cursor.execute(
+        "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+        [part for pair in values.items() for part in pair],
+    )
 
 
 @dataclass
@@ -60,16 +67,75 @@ class Hit:
     distance: float
 
 
+def shared_scopes(*, user, level: str = "view") -> dict[int, list[str]]:
+    """Other users' namespaces shared with this user at `level` (or above): owner id -> namespace names."""
+    namespaces = owned_or_shared(user=user, queryset=MemoryNamespace.objects.all(), level=level).exclude(owner=user)
+    scopes = defaultdict(list)
+    for owner_id, name in namespaces.order_by("owner_id", "name").values_list("owner_id", "name"):
+        scopes[owner_id].append(name)
+    return dict(scopes)
+
+
+def _readable(user) -> Q:
+    """The user's memories and those of namespaces shared with them."""
+    readable = Q(owner=user)
+    for owner_id, names in shared_scopes(user=user).items():
+        readable |= Q(owner_id=owner_id, namespace__in=names)
+    return readable
+
+
 def memory_list(*, user, include_archived: bool = False) -> QuerySet[Memory]:
-    memories = Memory.objects.filter(owner=user).unexpired()
+    memories = Memory.objects.filter(_readable(user)).select_related("owner").unexpired()
     return memories if include_archived else memories.filter(archived=False)
 
 
 def memory_get(*, user, pk) -> Memory:
+    """A memory the user may read: theirs (looked up first, the common case) or in a namespace shared with them."""
+    memory = Memory.objects.filter(owner=user, pk=pk).first() or Memory.objects.filter(_readable(user), pk=pk).first()
+    if memory is None:
+        raise Http404("No such memory.")
+    return memory
+
+
+def memory_get_owned(*, user, pk) -> Memory:
+    """A memory the user may change or delete: only their own; to anyone else it does not exist."""
     memory = Memory.objects.filter(owner=user, pk=pk).first()
     if memory is None:
         raise Http404("No such memory.")
     return memory
+
+
+def namespace_list(*, user) -> QuerySet[MemoryNamespace]:
+    """The user's described or shared namespaces and those shared with them."""
+    return owned_or_shared(user=user, queryset=MemoryNamespace.objects.select_related("owner"))
+
+
+@dataclass
+class SearchPlan:
+    """One owner's slice of a search: the ranked query and the planner settings it must run under."""
+
+    ranked: QuerySet[Memory]
+    settings: dict[str, str]
+    plan: str  # exact | hnsw
+
+
+def search_plan(*, owner_id: int, vector, filters=None, k: int = 10, include_archived: bool = False,
+                for_agent: int | None = None, namespaces: list[str] | None = None) -> SearchPlan:  # fmt: skip
+    """The query for the k nearest memories of one owner that pass the filters: in the owner's partition,
+    exact when the filtered slice is small (counting stops past the threshold), else through the
+    partition's HNSW index. `namespaces`: only these (what is shared of someone else's memory)."""
+    candidates = Memory.objects.filter(owner_id=owner_id, partition=partition_of(owner_id))
+    candidates = candidates.filter(compile_filters(filters))
+    if namespaces is not None:
+        candidates = candidates.filter(namespace__in=namespaces)
+    if for_agent is not None:
+        candidates = candidates.filter(Q(agent_id__isnull=True) | Q(agent_id=for_agent))
+    candidates = candidates.unexpired() if include_archived else candidates.live()
+    threshold = settings.MEMORY_EXACT_SEARCH_MAX_ROWS
+    exact = include_archived or candidates.values("pk")[: threshold + 1].count() <= threshold
+    ranked = candidates.defer("embedding").annotate(distance=CosineDistance("embedding", vector))
+    return SearchPlan(ranked.order_by("distance")[:k], EXACT_SETTINGS if exact else hnsw_settings(),
+                      "exact" if exact else "hnsw")  # fmt: skip
 
 
 def memory_search(
@@ -81,26 +147,36 @@ def memory_search(
     k: int = 10,
     include_archived: bool = False,
     for_agent: int | None = None,
+    shared: str | None = "view",
     touch: bool = True,
 ) -> tuple[list[Hit], str]:
-    """The k nearest memories of the user that pass the filters, and which plan served them (exact / hnsw).
+    """The k nearest memories the user may read that pass the filters, and which plan served them (exact /
+    hnsw; the user's own slice decides). Namespaces shared with the user at `shared` level are searched too,
+    each in its owner's partition, up to MEMORY_SEARCH_SHARED_OWNERS owners; `shared=None`: own only.
 
     `for_agent`: only memories of that agent or of no agent (what an agent may remember).
     """
     if vector is None:
         vector = embedder().embed([query])[0]
-    candidates = Memory.objects.filter(owner=user, partition=partition_of(user.pk)).filter(compile_filters(filters))
-    if for_agent is not None:
-        candidates = candidates.filter(Q(agent_id__isnull=True) | Q(agent_id=for_agent))
-    candidates = candidates.unexpired() if include_archived else candidates.live()
-    exact = include_archived or candidates.count() <= settings.MEMORY_EXACT_SEARCH_MAX_ROWS
-    with transaction.atomic(), search_settings(EXACT_SETTINGS if exact else hnsw_settings()):
-        ranked = candidates.annotate(distance=CosineDistance("embedding", vector))
-        hits = [Hit(memory, memory.distance) for memory in ranked.order_by("distance")[:k]]
-    if not exact:  # relaxed order: nearly sorted; sort the k found
-        hits.sort(key=lambda hit: hit.distance)
+    scopes = [(user.pk, None)]
+    if shared:
+        scopes += list(shared_scopes(user=user, level=shared).items())[: settings.MEMORY_SEARCH_SHARED_OWNERS]
+    options = {
+        "vector": vector,
+        "filters": filters,
+        "k": k,
+        "include_archived": include_archived,
+        "for_agent": for_agent,
+    }
+    hits, plans = [], []
+    for owner_id, namespaces in scopes:
+        plan = search_plan(owner_id=owner_id, namespaces=namespaces, **options)
+        with search_settings(plan.settings):
+            hits += [Hit(memory, memory.distance) for memory in plan.ranked]
+        plans.append(plan.plan)
+    hits = sorted(hits, key=lambda hit: hit.distance)[:k]  # relaxed order is nearly sorted: sort what was found
     if touch and hits:
         Memory.objects.filter(pk__in=[hit.memory.pk for hit in hits]).update(
             access_count=F("access_count") + 1, last_accessed_at=timezone.now()
         )
-    return hits, "exact" if exact else "hnsw"
+    return hits, plans[0]

@@ -1,16 +1,30 @@
 from rest_framework import serializers
 
-from memory.models import Memory
+from memory.models import Memory, MemoryNamespace
 
 
 class MemorySerializer(serializers.ModelSerializer):
     agent = serializers.IntegerField(source="agent_id", required=False, allow_null=True)
+    owner = serializers.IntegerField(source="owner_id", read_only=True, help_text="Yours, or who shared it.")
 
     class Meta:
         model = Memory
-        fields = ["id", "namespace", "kind", "content", "agent", "metadata", "importance", "expires_at", "archived",
-                  "embedding_model", "access_count", "last_accessed_at", "created_at"]  # fmt: skip
+        fields = ["id", "owner", "namespace", "kind", "content", "agent", "metadata", "importance", "expires_at",
+                  "archived", "embedding_model", "access_count", "last_accessed_at", "created_at"]  # fmt: skip
         read_only_fields = ["id", "embedding_model", "access_count", "last_accessed_at", "created_at"]
+
+
+class MemoryNamespaceSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    memories = serializers.SerializerMethodField(help_text="Its live memories.")
+
+    class Meta:
+        model = MemoryNamespace
+        fields = ["id", "owner", "name", "description", "memories", "created_at"]
+        read_only_fields = ["id", "owner", "created_at"]
+
+    def get_memories(self, namespace) -> int:
+        return Memory.objects.live().filter(owner_id=namespace.owner_id, namespace=namespace.name).count()
 
 
 class SearchSerializer(serializers.Serializer):

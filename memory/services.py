@@ -1,10 +1,13 @@
-"""Writes of memories: every content change is embedded with the configured embedder."""
+"""Writes of memories (every content change is embedded with the configured embedder) and of namespaces."""
+
+import json
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts.services import object_share
 from memory.embeddings import embedder
-from memory.models import Memory, partition_of
+from memory.models import Memory, MemoryNamespace, partition_of
 
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")
 
@@ -32,12 +35,17 @@ def memory_update(*, memory: Memory, **fields) -> Memory:
         memory.embedding, memory.embedding_model = model.embed([fields["content"]])[0], model.name
     for name, value in fields.items():
         setattr(memory, name, value)
-    try:
-        memory.full_clean(exclude=["partition"])
-    except ValidationError:
-        raise
+    memory.full_clean(exclude=["partition"])
     memory.save()
     return memory
+
+
+def namespace_create(*, owner, name: str, description: str = "") -> MemoryNamespace:
+    """Describe one of the owner's namespaces (it may hold memories already), so it can be shared."""
+    namespace = MemoryNamespace(owner=owner, name=name, description=description)
+    namespace.full_clean()  # includes the one-name-per-owner check
+    namespace.save()
+    return namespace
 
 
 def memory_import(*, owner, lines: str, progress=None) -> dict:
@@ -46,10 +54,6 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
     Every line is checked first; a malformed one stops the import before anything is written, and the
     error names its line number. Lines are embedded and written in batches.
     """
-    import json
-
-    from django.core.exceptions import ValidationError
-
     rows = []
     for number, line in enumerate(lines.splitlines(), start=1):
         if not line.strip():
@@ -91,9 +95,7 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
 
 
 def memory_export(*, user):
-    """The user's memories as JSON lines (without embeddings: they are rebuilt on import)."""
-    import json
-
+    """The user's own memories as JSON lines (without embeddings: they are rebuilt on import)."""
     for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
         yield json.dumps(
             {
@@ -102,3 +104,13 @@ def memory_export(*, user):
                 "archived": memory.archived,
             }
         ) + "\n"  # fmt: skip
+
+
+@transaction.atomic
+def namespace_share(*, owner, name: str, user, level: str, request=None) -> MemoryNamespace:
+    """Share one of the owner's namespaces (described on the way if it was not) with `user` at `level`."""
+    namespace = MemoryNamespace.objects.filter(owner=owner, name=name).first() or namespace_create(
+        owner=owner, name=name
+    )
+    object_share(obj=namespace, owner=owner, user=user, level=level, request=request)
+    return namespace

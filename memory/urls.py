@@ -7,6 +7,11 @@ urlpatterns = [
     path("<int:pk>/", views.memory_edit, name="memory_edit"),
     path("<int:pk>/delete/", views.memory_delete, name="memory_delete"),
     path("export/", views.memory_export, name="memory_export"),
+    path("share/", views.namespace_share, name="memory_namespace_share"),
+    path("namespaces/<int:pk>/unshare/<str:username>/", views.namespace_unshare, name="memory_namespace_unshare"),
 ]
 
-api_routes = [("memories", api.MemoryViewSet, "memory")]
+api_routes = [
+    ("memories", api.MemoryViewSet, "memory"),
+    ("memory-namespaces", api.MemoryNamespaceViewSet, "memory-namespace"),
+]

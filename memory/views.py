@@ -1,19 +1,23 @@
-"""Browser pages: search, add, edit, delete and export your memories."""
+"""Browser pages: search, add, edit, delete and export your memories; share namespaces of them."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.models import User
+from accounts.selectors import object_shares, owned_get
+from accounts.services import object_unshare
 from memory import selectors, services
-from memory.forms import MemoryForm, SearchForm
+from memory.forms import MemoryForm, SearchForm, ShareForm
+from memory.models import MemoryNamespace
 
 
 @login_required
 def memory_list(request):
-    search = SearchForm(request.GET or None)
+    search = SearchForm(request.GET or None, auto_id="search_%s")  # ids apart from the add form's
     form = MemoryForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -34,13 +38,55 @@ def memory_list(request):
     else:
         archived = search.is_valid() and search.cleaned_data["archived"]
         results = selectors.memory_list(user=request.user, include_archived=archived)[:50]
-    context = {"search": search, "form": form, "memories": results, "plan": plan}
+    context = {"search": search, "form": form, "memories": results, "plan": plan, **_sharing(request.user)}
     return render(request, "memory/memories.html", context)
+
+
+def _sharing(user) -> dict:
+    own = MemoryNamespace.objects.filter(owner=user)
+    usable = selectors.shared_scopes(user=user, level="use")
+    shared = [
+        (namespace, "use" if namespace.name in usable.get(namespace.owner_id, []) else "view")
+        for namespace in selectors.namespace_list(user=user).exclude(owner=user)
+    ]
+    return {
+        "share_form": ShareForm(prefix="share"),
+        "my_shares": [(namespace, object_shares(obj=namespace)) for namespace in own],
+        "shared_with_me": shared,
+    }
+
+
+@login_required
+@require_POST
+def namespace_share(request):
+    form = ShareForm(request.POST, prefix="share")
+    if form.is_valid():
+        try:
+            services.namespace_share(owner=request.user, name=form.cleaned_data["namespace"],
+                                     user=form.cleaned_data["username"], level=form.cleaned_data["level"],
+                                     request=request)  # fmt: skip
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Namespace {form.cleaned_data['namespace']} shared.")
+    else:
+        messages.error(request, " ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
+    return redirect("memories")
+
+
+@login_required
+@require_POST
+def namespace_unshare(request, pk, username):
+    namespace = owned_get(user=request.user, queryset=MemoryNamespace.objects.all(), pk=pk)
+    user = get_object_or_404(User, username=username)
+    object_unshare(obj=namespace, owner=request.user, user=user, request=request)
+    messages.success(request, f"Namespace {namespace.name} is no longer shared with {username}.")
+    return redirect("memories")
 
 
 @login_required
 def memory_edit(request, pk):
-    memory = selectors.memory_get(user=request.user, pk=pk)
+    memory = selectors.memory_get_owned(user=request.user, pk=pk)
     initial = {name: getattr(memory, name) for name in ("content", "namespace", "kind", "importance")}
     form = MemoryForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -53,7 +99,7 @@ def memory_edit(request, pk):
 @login_required
 @require_POST
 def memory_delete(request, pk):
-    selectors.memory_get(user=request.user, pk=pk).delete()
+    selectors.memory_get_owned(user=request.user, pk=pk).delete()
     messages.success(request, "Memory deleted.")
     return redirect("memories")
 

@@ -328,11 +328,19 @@ MEMORY_OPENAI_API_KEY_ENV = env.str("MEMORY_OPENAI_API_KEY_ENV", default="OPENAI
 MEMORY_PARTITIONS = env.int("MEMORY_PARTITIONS", default=64)
 MEMORY_EXACT_SEARCH_MAX_ROWS = env.int("MEMORY_EXACT_SEARCH_MAX_ROWS", default=2000)  # below: exact scan
 MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)
+MEMORY_SEARCH_SHARED_OWNERS = env.int("MEMORY_SEARCH_SHARED_OWNERS", default=10)  # a search per owner sharing
 MEMORY_PROMPT_K = env.int("MEMORY_PROMPT_K", default=5)  # memories put in an agent's prompt
 MEMORY_MAINTENANCE_BATCH = env.int("MEMORY_MAINTENANCE_BATCH", default=1000)
 MEMORY_PRUNE_IMPORTANCE = env.float("MEMORY_PRUNE_IMPORTANCE", default=0.05)  # pruned once decayed below this
 MEMORY_IMPORTANCE_HALF_LIFE_DAYS = env.float("MEMORY_IMPORTANCE_HALF_LIFE_DAYS", default=90)
 MEMORY_ARCHIVE_AFTER_DAYS = env.int("MEMORY_ARCHIVE_AFTER_DAYS", default=180)  # unused this long: archived
+MEMORY_DUPLICATE_DISTANCE = env.float("MEMORY_DUPLICATE_DISTANCE", default=0.02)  # cosine: nearer is a duplicate
+MEMORY_DUPLICATE_WINDOW_HOURS = env.int("MEMORY_DUPLICATE_WINDOW_HOURS", default=24)  # prune checks newer ones
+MEMORY_DEFAULT_MAX_ITEMS = env.int("MEMORY_DEFAULT_MAX_ITEMS", default=0)  # per user, unless a preference; 0: none
+MEMORY_HNSW_M = env.int("MEMORY_HNSW_M", default=16)  # graph degree of the partial indexes (pgvector default)
+MEMORY_HNSW_EF_CONSTRUCTION = env.int("MEMORY_HNSW_EF_CONSTRUCTION", default=64)
+MEMORY_INDEX_BUILD_MEMORY_MB = env.int("MEMORY_INDEX_BUILD_MEMORY_MB", default=1024)  # at most, per index build
+MEMORY_REINDEX_BLOAT = env.float("MEMORY_REINDEX_BLOAT", default=1.5)  # bytes per live row vs. at the last build
 
 # --- security -----------------------------------------------------------------------------------------
 

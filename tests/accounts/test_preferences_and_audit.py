@@ -23,6 +23,7 @@ def test_preferences_start_from_defaults_and_partial_updates_keep_the_rest(alice
         "default_model": "",
         "memory_enabled": True,
         "memory_retention_days": None,
+        "memory_max_items": None,
         "timezone": "UTC",
         "notification_webhook": "",
         "updated_at": None,

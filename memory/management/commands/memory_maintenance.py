@@ -11,13 +11,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["prune", "archive", "reindex", "reembed", "stats"])
         parser.add_argument("--dry-run", action="store_true")
+        parser.add_argument("--force", action="store_true", help="reindex: rebuild every partition index")
 
-    def handle(self, *args, action, dry_run, **options):
+    def handle(self, *args, action, dry_run, force, **options):
         def progress(percent, message):
-            self.stderr.write(f"\\r[{percent:3d}%] {message}", ending="")
+            self.stderr.write(f"\r[{percent:3d}%] {message}", ending="")
 
         if action == "stats":
             result = maintenance.stats()
+        elif action == "reindex":
+            result = maintenance.reindex(dry_run=dry_run, force=force, progress=progress)
         else:
             result = getattr(maintenance, action)(dry_run=dry_run, progress=progress)
         self.stderr.write("")
