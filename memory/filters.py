@@ -10,6 +10,8 @@ Anything else is refused with a message naming it.
 """
 
 import re
+from functools import reduce
+from operator import or_
 
 from django.core.exceptions import ValidationError
 from django.db.models import CharField, Func, JSONField, Q
@@ -62,13 +64,12 @@ def _metadata(conditions) -> Q:
         if not isinstance(condition, dict):
             if not _scalar(condition):
                 _refuse(f"Metadata {key!r}: compare with a string, number, boolean or null.")
-            compiled &= Q(**{field: condition})
-            continue
+            condition = {"$eq": condition}
         if len(condition) != 1:
             _refuse(f"Metadata {key!r}: one operator per key.")
         [(operator, operand)] = condition.items()
         if operator == "$eq" and _scalar(operand):
-            compiled &= Q(**{field: operand})
+            compiled &= Q(metadata__contains={key: operand})  # @>: the metadata GIN index serves it
         elif operator == "$ne" and _scalar(operand):
             compiled &= ~Q(**{field: operand}) | ~Q(metadata__has_key=key)
         elif (
@@ -77,7 +78,7 @@ def _metadata(conditions) -> Q:
             and 0 < len(operand) <= MAX_IN
             and all(map(_scalar, operand))
         ):
-            compiled &= Q(**{f"{field}__in": operand})
+            compiled &= reduce(or_, (Q(metadata__contains={key: value}) for value in operand))
         elif operator in COMPARISONS and isinstance(operand, (int, float)) and not isinstance(operand, bool):
             # JSONB orders across types (a boolean is above every number): compare numbers only.
             value_type = Func(KeyTransform(key, "metadata"), function="jsonb_typeof", output_field=CharField())

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 from pgvector.django import VectorField
@@ -53,6 +54,8 @@ class Memory(models.Model):
         indexes = [
             models.Index(fields=["owner", "namespace", "-created_at"]),
             models.Index(fields=["partition", "owner"]),
+            # Metadata equality and membership filters (compiled to @>) narrow a large owner's rows here.
+            GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="memory_metadata_gin"),
         ]
 
     def __str__(self):
