@@ -35,7 +35,12 @@ GLOBAL_INDEX = "bench_global_hnsw"
 MAINTENANCE_WORK_MEM = "4GB"
 
 
+def centres_of(rng: random.Random, clusters: int) -> list[list[float]]:
+    return [[rng.gauss(0, 1) for _ in range(DIMENSIONS)] for _ in range(clusters)]
+
+
 def clustered(rng: random.Random, centres, count):
+    """Normalised vectors around the centres (real embeddings cluster by topic)."""
     for _ in range(count):
         centre = rng.choice(centres)
         vector = [value + rng.gauss(0, 0.35) for value in centre]
@@ -140,7 +145,7 @@ def main():
 
     User = get_user_model()
     rng = random.Random(42)
-    centres = [[rng.gauss(0, 1) for _ in range(DIMENSIONS)] for _ in range(200)]
+    centres = centres_of(rng, 200)
     cursor = connection.cursor()
 
     phases = set(args.phases.split(","))

@@ -236,10 +236,10 @@ def _build(cursor, partition: int, rows: int, *, replace: bool) -> None:
     cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)",
                    [f"{max(64, min(needed, settings.MEMORY_INDEX_BUILD_MEMORY_MB))}MB"])  # fmt: skip
     try:
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")  # left by a build that failed
         if not replace:
             cursor.execute(index_sql(partition, concurrently=True))
         else:
-            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")  # left by a build that failed
             cursor.execute(index_sql(partition, concurrently=True, name=f"{name}_new"))
             cursor.execute(f"DROP INDEX CONCURRENTLY {name}")
             cursor.execute(f"ALTER INDEX {name}_new RENAME TO {name}")

@@ -132,7 +132,8 @@ def search_plan(*, owner_id: int, vector, filters=None, k: int = 10, include_arc
         candidates = candidates.filter(Q(agent_id__isnull=True) | Q(agent_id=for_agent))
     candidates = candidates.unexpired() if include_archived else candidates.live()
     threshold = settings.MEMORY_EXACT_SEARCH_MAX_ROWS
-    exact = include_archived or candidates.values("pk")[: threshold + 1].count() <= threshold
+    # Unordered, so counting stops at the threshold (the model's default order would sort the whole slice).
+    exact = include_archived or candidates.order_by().values("pk")[: threshold + 1].count() <= threshold
     ranked = candidates.defer("embedding").annotate(distance=CosineDistance("embedding", vector))
     return SearchPlan(ranked.order_by("distance")[:k], EXACT_SETTINGS if exact else hnsw_settings(),
                       "exact" if exact else "hnsw")  # fmt: skip

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bench.memory import centres_of, clustered, owner_sizes
 from memory.indexes import partition_indexes
 from memory.models import Memory, partition_of
 from memory.selectors import memory_search
@@ -13,20 +14,11 @@ from tests.agents.conftest import ask
 from tests.conftest import api_client, make_key
 from tests.isolation import assert_isolated
 
-DIMENSIONS = 384
-
 
 def clustered_vectors(count: int, clusters: int = 20, seed: int = 1) -> list[list[float]]:
-    """Vectors around random centres (as real embeddings cluster), normalised."""
+    """The benchmark's generator (bench/memory.py), small."""
     rng = random.Random(seed)
-    centres = [[rng.gauss(0, 1) for _ in range(DIMENSIONS)] for _ in range(clusters)]
-    vectors = []
-    for _ in range(count):
-        centre = rng.choice(centres)
-        vector = [value + rng.gauss(0, 0.35) for value in centre]
-        norm = sum(v * v for v in vector) ** 0.5
-        vectors.append([v / norm for v in vector])
-    return vectors
+    return list(clustered(rng, centres_of(rng, clusters), count))
 
 
 def bulk_memories(user, vectors, **fields):
@@ -185,6 +177,44 @@ def test_a_selective_filter_still_returns_k_results_from_the_index(alice, settin
 
     assert plan == "hnsw" and len(hits) == 10
     assert all(hit.memory.metadata["rare"] for hit in hits)
+
+
+@pytest.mark.django_db
+def test_a_small_benchmark_set_is_searched_with_the_exact_answers_for_every_owner_size(settings):
+    """bench/memory.py's set, small: Zipf-skewed owners, clustered vectors, a 1 % tag. Small slices are
+    scanned exactly, the large owner's through its partition's index; recall@10 against exact search."""
+    from tests.conftest import make_user
+
+    settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 300
+    rng = random.Random(4)
+    centres = centres_of(rng, 30)
+    owners = [make_user(f"zipf{n}") for n in range(12)]
+    for owner, size in zip(owners, owner_sizes(3000, len(owners), 1.0), strict=True):
+        vectors = list(clustered(rng, centres, size))
+        tags = ["rare" if rng.random() < 0.01 else "common" for _ in vectors]
+        Memory.objects.bulk_create(
+            Memory(owner=owner, partition=partition_of(owner.pk), content=f"m{n}", embedding=vector,
+                   embedding_model="test", metadata={"tag": tag})
+            for n, (vector, tag) in enumerate(zip(vectors, tags, strict=True))
+        )  # fmt: skip
+    connection.cursor().execute("ANALYZE memory_memory")
+    queries = list(clustered(random.Random(9), centres, 5))
+
+    def search(owner, query, filters, exact):
+        settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 100_000 if exact else 300
+        hits, plan = memory_search(user=owner, vector=query, filters=filters, k=10, touch=False)
+        return [hit.memory.pk for hit in hits], plan
+
+    plans, recalls = set(), []
+    for owner in (owners[0], owners[3], owners[-1]):  # about 970, 240 and 80 memories
+        for filters in (None, {"metadata": {"tag": "rare"}}):
+            for query in queries:
+                found, plan = search(owner, query, filters, exact=False)
+                truth, _ = search(owner, query, filters, exact=True)
+                plans.add((owner.username, filters is None, plan))
+                recalls.append(len(set(found) & set(truth)) / len(truth) if truth else float(not found))
+    assert ("zipf0", True, "hnsw") in plans and ("zipf11", True, "exact") in plans
+    assert sum(recalls) / len(recalls) >= 0.95, recalls
 
 
 @pytest.mark.django_db
