@@ -22,19 +22,28 @@ Progress = Callable[[int, str], None]
 REINDEX_LOCK = 7_415_001  # advisory lock id: one reindex at a time (a second would drop the first's build)
 
 
+def _id_batches(queryset):
+    """The queryset's ids in batches of MEMORY_MAINTENANCE_BATCH, walking the primary key once: each batch
+    starts after the last id (no rescan of what was done, no sort by the model's default order)."""
+    last = 0
+    while ids := list(
+        queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]
+    ):
+        yield ids
+        last = ids[-1]
+
+
 def _batched_delete(queryset, *, dry_run: bool, progress: Progress | None, label: str) -> int:
-    """Delete in batches of MEMORY_MAINTENANCE_BATCH ids, so no lock is held for long."""
+    """Delete in batches, so no lock is held for long."""
     total = queryset.count()
     if dry_run or not total:
         return total
     done = 0
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH])
-        if not ids:
-            return done
+    for ids in _id_batches(queryset):
         done += Memory.objects.filter(pk__in=ids).delete()[0]
         if progress:
             progress(min(100, 100 * done // total), f"{label}: {done} of {total}")
+    return done
 
 
 def prune(*, dry_run: bool = False, progress: Progress | None = None) -> dict[str, int]:
@@ -143,7 +152,7 @@ def archive(*, dry_run: bool = False, progress: Progress | None = None) -> int:
     if dry_run:
         return total
     done = 0
-    while ids := list(stale.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]):
+    for ids in _id_batches(stale):
         done += Memory.objects.filter(pk__in=ids).update(archived=True)
         if progress:
             progress(min(100, 100 * done // max(total, 1)), f"archived {done} of {total}")
@@ -201,7 +210,7 @@ def reindex(*, dry_run: bool = False, force: bool = False, progress: Progress | 
 
 
 def _apply(cursor, actions: list[str], moved, live_rows: dict[int, int], progress: Progress | None) -> None:
-    while ids := list(moved.values_list("pk", flat=True)[: settings.MEMORY_MAINTENANCE_BATCH]):
+    for ids in _id_batches(moved):
         cursor.execute(
             "UPDATE memory_memory SET partition = owner_id %% %s WHERE id = ANY(%s)", [settings.MEMORY_PARTITIONS, ids]
         )

@@ -166,6 +166,23 @@ def test_a_large_slice_goes_through_the_partitions_partial_hnsw_index_with_good_
     assert f"Index Scan using memory_hnsw_p{partition_of(alice.pk)}" in plan, plan
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_searchs_planner_settings_end_with_it_alone_or_inside_a_larger_transaction(alice, settings):
+    settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 10
+    bulk_memories(alice, clustered_vectors(50, seed=8))
+
+    def current():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('hnsw.iterative_scan')")
+            return cursor.fetchone()
+
+    assert memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0], touch=False)[1] == "hnsw"
+    assert current() == ("on", "off")
+    with transaction.atomic():
+        memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0], touch=False)
+        assert current() == ("on", "off")  # put back, not left for the rest of the caller's transaction
+
+
 @pytest.mark.django_db
 def test_a_selective_filter_still_returns_k_results_from_the_index(alice, settings):
     settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 100
