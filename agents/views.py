@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 
 from agents import selectors, services
@@ -14,6 +14,8 @@ CONVERSATION_TURNS = 20  # kept in the session, per agent
 
 @login_required
 def agent_list(request):
+    if request.method == "POST" and not request.user.has_perm("agents.add_agent"):
+        raise PermissionDenied("Your role may not create agents.")
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -1,8 +1,9 @@
-"""Browser pages: search, add, edit, delete and export your memories; share namespaces of them."""
+"""Browser pages: search, add, edit, delete and export your memories; share namespaces of them. Writes need
+the same role permissions as the API's (a viewer reads only)."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -18,6 +19,8 @@ from memory.models import MemoryNamespace
 @login_required
 def memory_list(request):
     search = SearchForm(request.GET or None, auto_id="search_%s")  # ids apart from the add form's
+    if request.method == "POST" and not request.user.has_perm("memory.add_memory"):
+        raise PermissionDenied("Your role may not add memories.")
     form = MemoryForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -57,6 +60,7 @@ def _sharing(user) -> dict:
 
 
 @login_required
+@permission_required("memory.change_memorynamespace", raise_exception=True)
 @require_POST
 def namespace_share(request):
     form = ShareForm(request.POST, prefix="share")
@@ -75,6 +79,7 @@ def namespace_share(request):
 
 
 @login_required
+@permission_required("memory.change_memorynamespace", raise_exception=True)
 @require_POST
 def namespace_unshare(request, pk, username):
     namespace = owned_get(user=request.user, queryset=MemoryNamespace.objects.all(), pk=pk)
@@ -85,6 +90,7 @@ def namespace_unshare(request, pk, username):
 
 
 @login_required
+@permission_required("memory.change_memory", raise_exception=True)
 def memory_edit(request, pk):
     memory = selectors.memory_get_owned(user=request.user, pk=pk)
     initial = {name: getattr(memory, name) for name in ("content", "namespace", "kind", "importance")}
@@ -97,6 +103,7 @@ def memory_edit(request, pk):
 
 
 @login_required
+@permission_required("memory.delete_memory", raise_exception=True)
 @require_POST
 def memory_delete(request, pk):
     selectors.memory_get_owned(user=request.user, pk=pk).delete()

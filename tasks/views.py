@@ -1,8 +1,9 @@
-"""Browser pages: your tasks, your webhook endpoints and their deliveries."""
+"""Browser pages: your tasks, your webhook endpoints and their deliveries. Writes need the same role
+permissions as the API's (a viewer reads only)."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -19,6 +20,7 @@ def task_list(request):
 
 
 @login_required
+@permission_required("tasks.change_taskrecord", raise_exception=True)
 @require_POST
 def task_cancel(request, pk):
     record = selectors.task_get(user=request.user, pk=pk)
@@ -33,6 +35,8 @@ def task_cancel(request, pk):
 @login_required
 @never_cache
 def webhooks(request):
+    if request.method == "POST" and not request.user.has_perm("tasks.add_webhookendpoint"):
+        raise PermissionDenied("Your role may not add webhook endpoints.")
     form = WebhookEndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -59,6 +63,8 @@ def webhook_detail(request, pk):
 @login_required
 @require_POST
 def webhook_action(request, pk, action):
+    if not request.user.has_perm(f"tasks.{'delete' if action == 'delete' else 'change'}_webhookendpoint"):
+        raise PermissionDenied("Your role may not change webhook endpoints.")
     endpoint = selectors.webhook_endpoint_get(user=request.user, pk=pk)
     if action == "ping":
         services.task_start(kind="webhooks.ping", owner=request.user, input={"endpoint_id": endpoint.pk})

@@ -134,3 +134,21 @@ def test_sharing_from_the_memories_page(alice, bob, client):
     client.post(f"/memories/namespaces/{namespace_id}/unshare/bob/")
     client.force_login(bob)
     assert "Grandma" not in client.get("/memories/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_viewer_reads_memories_in_the_browser_but_cannot_write_or_share(client):
+    from tests.conftest import make_user
+
+    viewer = make_user("vera", role="viewer")
+    memory = memory_create(owner=viewer, content="Vera's note")
+    client.force_login(viewer)
+
+    assert "Vera&#x27;s note" in client.get("/memories/").content.decode()
+    assert client.post("/memories/", {"content": "new", "namespace": "default", "kind": "fact",
+                                      "importance": 0.5}).status_code == 403  # fmt: skip
+    assert client.post(f"/memories/{memory.pk}/", {"content": "changed"}).status_code == 403
+    assert client.post(f"/memories/{memory.pk}/delete/").status_code == 403
+    assert client.post("/memories/share/", {"share-namespace": "default", "share-username": "vera"}).status_code == 403
+    memory.refresh_from_db()
+    assert memory.content == "Vera's note" and viewer.memories.count() == 1
