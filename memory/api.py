@@ -132,13 +132,13 @@ class MemoryNamespaceViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet)
         return self.get_paginated_response(MemoryNamespaceSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        namespace = account_selectors.owned_or_shared_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
-        return Response(MemoryNamespaceSerializer(namespace).data)
+        return Response(MemoryNamespaceSerializer(selectors.namespace_get(user=request.user, pk=int_or_404(pk))).data)
 
     def create(self, request):
         data = MemoryNamespaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         namespace = run_service(services.namespace_create, owner=request.user, **data.validated_data)
+        namespace = selectors.namespace_get(user=request.user, pk=namespace.pk)  # with its count of memories
         return Response(MemoryNamespaceSerializer(namespace).data, status=201)
 
     def partial_update(self, request, pk=None):
@@ -149,7 +149,7 @@ class MemoryNamespaceViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet)
             raise exceptions.ValidationError({"name": ["A namespace keeps its name; describe it instead."]})
         namespace.description = data.validated_data.get("description", namespace.description)
         namespace.save(update_fields=["description"])
-        return Response(MemoryNamespaceSerializer(namespace).data)
+        return Response(MemoryNamespaceSerializer(selectors.namespace_get(user=request.user, pk=namespace.pk)).data)
 
     def destroy(self, request, pk=None):
         account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk)).delete()

@@ -113,16 +113,12 @@ def _prune_over_caps(*, dry_run: bool, progress: Progress | None) -> int:
     memories: the least important, then the least recently used, go first."""
     caps = dict(Preferences.objects.filter(memory_max_items__isnull=False).values_list("user_id", "memory_max_items"))
     default = settings.MEMORY_DEFAULT_MAX_ITEMS
-    owners = Memory.objects.values("owner_id").annotate(total=models.Count("pk")).order_by()
-    if default:
-        over = owners.filter(total__gt=default)
-        over = [(owner, total) for owner, total in over.values_list("owner_id", "total") if owner not in caps]
-    else:
-        over = []
-    over += list(owners.filter(owner_id__in=caps).values_list("owner_id", "total"))
+    if not caps and not default:
+        return 0
     removed = 0
-    for owner_id, total in over:
-        excess = total - caps.get(owner_id, default)
+    for owner_id, total in Memory.objects.order_by().values_list("owner_id").annotate(models.Count("pk")):
+        cap = caps.get(owner_id, default)
+        excess = total - cap if cap else 0
         if excess <= 0:
             continue
         if dry_run:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
-from accounts.selectors import owned_or_shared
+from accounts.selectors import object_shares, owned_or_shared
 from memory.embeddings import embedder
 from memory.filters import compile_filters
 from memory.models import Memory, MemoryNamespace, partition_of
@@ -106,8 +107,37 @@ def memory_get_owned(*, user, pk) -> Memory:
 
 
 def namespace_list(*, user) -> QuerySet[MemoryNamespace]:
-    """The user's described or shared namespaces and those shared with them."""
-    return owned_or_shared(user=user, queryset=MemoryNamespace.objects.select_related("owner"))
+    """The user's described or shared namespaces and those shared with them, each with its count of live
+    memories (`memories`, one subquery rather than a count per row)."""
+    live = (
+        Memory.objects.live()
+        .filter(owner_id=OuterRef("owner_id"), namespace=OuterRef("name"))
+        .order_by()
+        .values("owner_id")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    namespaces = MemoryNamespace.objects.select_related("owner").annotate(memories=Coalesce(Subquery(live), 0))
+    return owned_or_shared(user=user, queryset=namespaces)
+
+
+def namespace_get(*, user, pk) -> MemoryNamespace:
+    namespace = namespace_list(user=user).filter(pk=pk).first()
+    if namespace is None:
+        raise Http404("No such memory namespace.")
+    return namespace
+
+
+def namespace_sharing(*, user) -> tuple[list, list]:
+    """For the Memories page: the user's namespaces with whom each is shared (user, level), and the
+    namespaces others share with them with the level they hold."""
+    own = [(namespace, object_shares(obj=namespace)) for namespace in MemoryNamespace.objects.filter(owner=user)]
+    usable = shared_scopes(user=user, level="use")
+    shared = [
+        (namespace, "use" if namespace.name in usable.get(namespace.owner_id, []) else "view")
+        for namespace in namespace_list(user=user).exclude(owner=user)
+    ]
+    return own, shared
 
 
 @dataclass

@@ -16,15 +16,12 @@ class MemorySerializer(serializers.ModelSerializer):
 
 class MemoryNamespaceSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    memories = serializers.SerializerMethodField(help_text="Its live memories.")
+    memories = serializers.IntegerField(read_only=True, help_text="Its live memories.")
 
     class Meta:
         model = MemoryNamespace
         fields = ["id", "owner", "name", "description", "memories", "created_at"]
         read_only_fields = ["id", "owner", "created_at"]
-
-    def get_memories(self, namespace) -> int:
-        return Memory.objects.live().filter(owner_id=namespace.owner_id, namespace=namespace.name).count()
 
 
 class SearchSerializer(serializers.Serializer):

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from accounts.selectors import object_shares, owned_get
+from accounts.selectors import owned_get
 from accounts.services import object_unshare
 from memory import selectors, services
 from memory.forms import MemoryForm, SearchForm, ShareForm
@@ -41,22 +41,15 @@ def memory_list(request):
     else:
         archived = search.is_valid() and search.cleaned_data["archived"]
         results = selectors.memory_list(user=request.user, include_archived=archived)[:50]
-    context = {"search": search, "form": form, "memories": results, "plan": plan, **_sharing(request.user)}
-    return render(request, "memory/memories.html", context)
-
-
-def _sharing(user) -> dict:
-    own = MemoryNamespace.objects.filter(owner=user)
-    usable = selectors.shared_scopes(user=user, level="use")
-    shared = [
-        (namespace, "use" if namespace.name in usable.get(namespace.owner_id, []) else "view")
-        for namespace in selectors.namespace_list(user=user).exclude(owner=user)
-    ]
-    return {
+    context = {
+        "search": search,
+        "form": form,
+        "memories": results,
+        "plan": plan,
         "share_form": ShareForm(prefix="share"),
-        "my_shares": [(namespace, object_shares(obj=namespace)) for namespace in own],
-        "shared_with_me": shared,
     }
+    context["my_shares"], context["shared_with_me"] = selectors.namespace_sharing(user=request.user)
+    return render(request, "memory/memories.html", context)
 
 
 @login_required

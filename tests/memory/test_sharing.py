@@ -89,6 +89,9 @@ def test_namespaces_are_named_once_per_owner_and_keep_their_memories_when_delete
     created = client.post("/api/v1/memory-namespaces", {"name": "notes"}, format="json")
 
     assert created.status_code == 201 and created.json()["memories"] == 1
+    assert [(n["name"], n["memories"]) for n in client.get("/api/v1/memory-namespaces").json()["results"]] == [
+        ("notes", 1)
+    ]
     assert client.post("/api/v1/memory-namespaces", {"name": "notes"}, format="json").status_code == 400
     assert client.post("/api/v1/memory-namespaces", {"name": "no spaces"}, format="json").status_code == 400
     assert api_client(bob).post("/api/v1/memory-namespaces", {"name": "notes"}, format="json").status_code == 201
