@@ -1,9 +1,9 @@
 """gunicorn reads this file from the working directory: its own log lines become JSON like the platform's.
 
-Requests are logged by platform_site.correlation (with the request id), so gunicorn's access log stays off.
+Requests are logged by core.correlation (with the request id), so gunicorn's access log stays off.
 """
 
-from platform_site.json_logs import JSON_FORMATTER
+from core.json_logs import JSON_FORMATTER
 
 logconfig_dict = {
     "version": 1,

@@ -6,6 +6,13 @@ class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts"
 
+    key_scopes = {
+        "account:read": "Read your profile, preferences and security events",
+        "account:write": "Change your profile and preferences",
+        "keys:manage": "List, create, rotate and revoke API keys",
+        "users:manage": "Manage users and roles (admins)",
+    }
+
     # Everyone manages their own keys and preferences; operators see every user, key and security event.
     role_permissions = {
         "viewer": [

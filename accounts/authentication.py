@@ -14,7 +14,7 @@ from rest_framework import authentication, exceptions
 from accounts.models import KEY_PREFIX, SecurityEvent
 from accounts.security import client_ip
 from accounts.services import ApiKeyRejected, apikey_authenticate, security_event_record
-from platform_site.correlation import user_id_var
+from core.correlation import user_id_var
 
 INVALID_CREDENTIALS = "Invalid or missing credentials."
 QUERY_KEY_NAMES = {"api_key", "apikey", "access_token", "token"}

@@ -1,9 +1,10 @@
 from django import forms
 
-from accounts.models import SCOPES, Preferences, User
+from accounts.models import Preferences, User
+from accounts.scopes import key_scopes
 from accounts.services import PREFERENCE_FIELDS
 
-DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:write", "workflows:run", "tasks:read"]
+DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:write", "tasks:read"]
 
 
 class SignupForm(forms.Form):
@@ -30,7 +31,7 @@ class ProfileForm(forms.ModelForm):
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100)
     scopes = forms.MultipleChoiceField(
-        choices=[(scope, f"{scope} — {text}") for scope, text in SCOPES.items()],
+        choices=lambda: [(scope, f"{scope} — {text}") for scope, text in key_scopes().items()],
         widget=forms.CheckboxSelectMultiple,
         initial=DEFAULT_KEY_SCOPES,
     )

@@ -13,25 +13,6 @@ from django.utils import timezone
 # Roles, from most to least powerful; each is a group holding the role's model permissions (accounts.roles).
 ROLES = ("admin", "operator", "member", "viewer")
 
-# What an API key may be used for. A request needs both the key's scope and the owner's role permission.
-SCOPES = {
-    "account:read": "Read your profile, preferences and security events",
-    "account:write": "Change your profile and preferences",
-    "keys:manage": "List, create, rotate and revoke API keys",
-    "agents:read": "Read agents and their runs",
-    "agents:write": "Create and change agents",
-    "agents:invoke": "Invoke agents",
-    "memory:read": "Read and search memories",
-    "memory:write": "Create, change and delete memories",
-    "workflows:read": "Read workflows and their runs",
-    "workflows:run": "Run workflows",
-    "tasks:read": "Read background tasks",
-    "tasks:write": "Cancel background tasks",
-    "webhooks:manage": "Manage webhook endpoints (they receive your task results)",
-    "users:manage": "Manage users and roles (admins)",
-}
-
-
 class User(AbstractUser):
     """The platform's user, custom from the first migration so identity can grow without a data migration."""
 

@@ -42,3 +42,9 @@ class ActionPolicy(BasePermission):
             self.message = f"This API key lacks the scope '{scope}'."
             return False
         return True
+
+
+class PolicyMixin:
+    """For every API view: actions are allowed only as `action_policies` lists them."""
+
+    permission_classes = [ActionPolicy]

@@ -18,7 +18,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
-    target_class = "platform_site.correlation.SessionAuthentication"
+    target_class = "core.correlation.SessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema):

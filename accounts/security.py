@@ -11,6 +11,8 @@ import logging
 
 from django.conf import settings
 
+from core.exceptions import RateLimited, Unavailable
+
 logger = logging.getLogger("switchboard.security")
 
 USER_AGENT_MAX_LENGTH = 512
@@ -39,8 +41,13 @@ def user_agent(request) -> str:
 # --- slowing down abusable endpoints (django-ratelimit) ------------------------------------------------
 
 
-class LimiterUnavailable(Exception):
+class LimiterUnavailable(Unavailable):
     """The limiter's store (Redis) is unreachable; the action is refused rather than let through (503)."""
+
+
+class TooManyAttempts(RateLimited):
+    def __init__(self):
+        super().__init__("Too many attempts; slow down.", retry_after=60)
 
 
 def rate_exceeded(request, action: str, subjects: dict[str, str], rate: str) -> bool:

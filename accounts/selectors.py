@@ -2,6 +2,7 @@
 
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
@@ -29,6 +30,20 @@ def outranks(user: User, other: User) -> bool:
     """Whether `user` holds a more powerful role than `other` (admins outrank everyone but admins)."""
     rank = {role: len(ROLES) - index for index, role in enumerate(ROLES)}
     return user.role == "admin" or rank.get(user.role, 0) > rank.get(other.role, 0)
+
+
+def apikey_owner_get(*, actor: User, user_id: int | None) -> User:
+    """Whom a new key is for: the caller, or (operators) a user of lower rank, never an equal or higher one."""
+    if user_id is None or user_id == actor.pk:
+        return actor
+    if not user_may_manage_all_keys(actor):
+        raise PermissionDenied("Only operators create keys for other users.")
+    owner = User.objects.filter(pk=user_id).first()
+    if owner is None:
+        raise ValidationError({"user": "No such user."})
+    if not outranks(actor, owner):
+        raise PermissionDenied("Keys can only be created for users of a lower role than yours.")
+    return owner
 
 
 def apikey_get(*, user: User, pk, own_only: bool = False) -> ApiKey:
@@ -63,6 +78,13 @@ def user_list() -> QuerySet[User]:
 
 def user_get(*, pk) -> User:
     user = user_list().filter(pk=pk).first()
+    if user is None:
+        raise Http404("No such user.")
+    return user
+
+
+def user_get_by_username(*, username: str) -> User:
+    user = User.objects.filter(username=username).first()
     if user is None:
         raise Http404("No such user.")
     return user

@@ -1,7 +1,8 @@
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
-from accounts.models import API_KEY_STATUSES, ROLES, SCOPES, ApiKey, Preferences, SecurityEvent, User
+from accounts.models import API_KEY_STATUSES, ROLES, ApiKey, Preferences, SecurityEvent, User
+from accounts.scopes import key_scopes
 from accounts.services import PREFERENCE_FIELDS, SHARE_LEVELS
 
 # --- auth ----------------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class ApiKeyWithSecretSerializer(ApiKeySerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(SCOPES)), min_length=1, max_length=len(SCOPES)
+        child=serializers.ChoiceField(choices=sorted(key_scopes())), min_length=1, max_length=len(key_scopes())
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     user = serializers.IntegerField(required=False, help_text="Operators: create the key for this user (by id).")

@@ -6,16 +6,20 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.contrib.auth.tokens import default_token_generator
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.http import urlsafe_base64_decode
+from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.models import (
     ROLES,
-    SCOPES,
     ApiKey,
     Preferences,
     SecurityEvent,
@@ -26,17 +30,15 @@ from accounts.models import (
     parse_key,
 )
 from accounts.roles import STAFF_ROLES
+from accounts.scopes import key_scopes
 from accounts.security import client_ip, user_agent
-from platform_site.correlation import current_request_id
+from core.correlation import current_request_id
+from core.exceptions import Conflict
 
 logger = logging.getLogger("switchboard.security")
 
 # Last-used time and address are written at most this often per key, so the hot path stays read-only.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-
-class Conflict(Exception):
-    """The request is valid but clashes with the current state (answered 409)."""
 
 
 # --- security events -----------------------------------------------------------------------------------
@@ -88,6 +90,25 @@ def user_register(*, username: str, email: str, password: str, request=None) -> 
     _set_role_groups(user, settings.DEFAULT_ROLE)
     Preferences.objects.create(user=user)
     security_event_record(kind=SecurityEvent.Kind.SIGNUP, request=request, actor=user, user=user)
+    return user
+
+
+@transaction.atomic
+def user_create(*, username: str, email: str, password: str, role: str | None = None, actor: User, request=None) -> User:
+    """An account made by an admin, with the role they chose (else the default role)."""
+    user = user_register(username=username, email=email, password=password, request=request)
+    if role:
+        user_set_role(user=user, role=role, actor=actor, request=request)
+    return user
+
+
+@transaction.atomic
+def user_update(*, user: User, actor: User, role: str | None = None, is_active: bool | None = None, request=None) -> User:
+    """An admin's change of a user's role or active state."""
+    if role is not None:
+        user_set_role(user=user, role=role, actor=actor, request=request)
+    if is_active is not None:
+        user_set_active(user=user, is_active=is_active, actor=actor, request=request)
     return user
 
 
@@ -188,6 +209,33 @@ def user_change_password(*, user: User, old_password: str, new_password: str, re
     return user
 
 
+def password_reset_request(*, email: str, request, use_https: bool) -> None:
+    """Email a reset link to the active account with this address, if there is one (the caller learns
+    nothing either way)."""
+    form = PasswordResetForm(data={"email": email})
+    if not form.is_valid():
+        return
+    form.save(request=request, use_https=use_https)
+    for user in form.get_users(email):
+        security_event_record(kind=SecurityEvent.Kind.PASSWORD_RESET_REQUESTED, request=request, user=user)
+
+
+def password_reset_confirm(*, uid: str, token: str, new_password: str, request=None) -> User:
+    """Set a new password from a reset link's uid and token; a used or forged link is refused."""
+    try:
+        user = User.objects.get(pk=urlsafe_base64_decode(uid).decode(), is_active=True)
+    except (ValueError, TypeError, OverflowError, User.DoesNotExist):
+        user = None
+    if user is None or not default_token_generator.check_token(user, token):
+        raise ValidationError({"token": "This reset link is invalid or has been used."})
+    form = SetPasswordForm(user, {"new_password1": new_password, "new_password2": new_password})
+    if not form.is_valid():
+        raise ValidationError({"new_password": form.errors.as_data()["new_password2"]})
+    form.save()
+    security_event_record(kind=SecurityEvent.Kind.PASSWORD_RESET, request=request, actor=user, user=user)
+    return user
+
+
 # --- API keys ------------------------------------------------------------------------------------------
 
 
@@ -201,7 +249,7 @@ class ApiKeyRejected(Exception):
 
 
 def _validate_scopes(scopes) -> list[str]:
-    unknown = sorted(set(scopes) - SCOPES.keys())
+    unknown = sorted(set(scopes) - key_scopes().keys())
     if unknown:
         raise ValidationError({"scopes": f"Unknown scopes: {', '.join(unknown)}."})
     if not scopes:
@@ -211,9 +259,24 @@ def _validate_scopes(scopes) -> list[str]:
 
 @transaction.atomic
 def apikey_create(
-    *, user: User, name: str, scopes, expires_at: datetime | None = None, actor: User, request=None
+    *,
+    user: User,
+    name: str,
+    scopes,
+    expires_at: datetime | None = None,
+    actor: User,
+    caller_key: ApiKey | None = None,
+    request=None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its full text, which is shown once and never stored."""
+    """A new key and its full text, which is shown once and never stored.
+
+    Made with a key (`caller_key`), it may not carry scopes that key lacks, nor outlive it.
+    """
+    if caller_key is not None:
+        if not set(scopes) <= set(caller_key.scopes):
+            raise PermissionDenied("A key cannot create a key with scopes it does not have itself.")
+        if caller_key.expires_at:
+            expires_at = min(expires_at or caller_key.expires_at, caller_key.expires_at)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "The expiry must be in the future."})
     secret = new_key_secret()
@@ -234,12 +297,20 @@ def apikey_create(
 
 @transaction.atomic
 def apikey_rotate(
-    *, key: ApiKey, actor: User | None, grace: timedelta | None = None, request=None
+    *,
+    key: ApiKey,
+    actor: User | None,
+    grace: timedelta | None = None,
+    caller_scopes: set[str] | None = None,
+    request=None,
 ) -> tuple[ApiKey, str]:
     """A new secret for the key; the current one keeps working for `grace` (API_KEY_ROTATION_GRACE_HOURS).
 
     Rotating again within the grace period ends the older secret at once: only one previous secret lives.
+    Made with a key (`caller_scopes`), it may not rotate a key with scopes that key lacks.
     """
+    if caller_scopes is not None and not set(key.scopes) <= caller_scopes:
+        raise PermissionDenied("A key cannot rotate a key with scopes it does not have itself.")
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.status != "active":
         raise Conflict(f"This key is {key.status}; only an active key can be rotated.")
@@ -405,3 +476,10 @@ def object_unshare(*, obj, owner: User, user: User, request=None) -> None:
         user=user,
         object=f"{obj._meta.label_lower}:{obj.pk}",
     )
+
+
+def object_shares_end(*, obj) -> None:
+    """Before an object is deleted: its shares go too (guardian's rows do not follow it)."""
+    UserObjectPermission.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk)
+    ).delete()

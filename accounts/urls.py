@@ -1,7 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import api, views
+from accounts import views
+from accounts.api import auth, keys, me, users
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
@@ -23,19 +24,19 @@ urlpatterns = [
 
 # Mounted under /api/v1/ by platform_site.urls.
 api_urlpatterns = [
-    path("auth/signup", api.SignupView.as_view(), name="api-signup"),
-    path("auth/login", api.LoginView.as_view(), name="api-login"),
-    path("auth/logout", api.LogoutView.as_view(), name="api-logout"),
-    path("auth/password", api.PasswordChangeView.as_view(), name="api-password-change"),
-    path("auth/password-reset", api.PasswordResetView.as_view(), name="api-password-reset"),
-    path("auth/password-reset/confirm", api.PasswordResetConfirmView.as_view(), name="api-password-reset-confirm"),
-    path("me", api.MeView.as_view(), name="api-me"),
-    path("preferences", api.PreferencesView.as_view(), name="api-preferences"),
+    path("auth/signup", auth.SignupView.as_view(), name="api-signup"),
+    path("auth/login", auth.LoginView.as_view(), name="api-login"),
+    path("auth/logout", auth.LogoutView.as_view(), name="api-logout"),
+    path("auth/password", auth.PasswordChangeView.as_view(), name="api-password-change"),
+    path("auth/password-reset", auth.PasswordResetView.as_view(), name="api-password-reset"),
+    path("auth/password-reset/confirm", auth.PasswordResetConfirmView.as_view(), name="api-password-reset-confirm"),
+    path("me", me.MeView.as_view(), name="api-me"),
+    path("preferences", me.PreferencesView.as_view(), name="api-preferences"),
 ]
 
 api_routes = [
-    ("keys", api.ApiKeyViewSet, "apikey"),
-    ("security-events", api.SecurityEventViewSet, "securityevent"),
-    ("users", api.UserViewSet, "user"),
-    ("roles", api.RoleViewSet, "role"),
+    ("keys", keys.ApiKeyViewSet, "apikey"),
+    ("security-events", me.SecurityEventViewSet, "securityevent"),
+    ("users", users.UserViewSet, "user"),
+    ("roles", users.RoleViewSet, "role"),
 ]

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.forms import ApiKeyCreateForm, PreferencesForm, ProfileForm, SignupForm
 from accounts.models import SecurityEvent, User
+from core.exceptions import Conflict
 from accounts.security import (
     LimiterUnavailable,
     key_creation_rate_exceeded,
@@ -156,7 +157,7 @@ def key_rotate(request, pk):
         return redirect("keys")
     try:
         key, full_key = services.apikey_rotate(key=key, actor=request.user, request=request)
-    except services.Conflict as error:
+    except Conflict as error:
         messages.error(request, str(error))
         return redirect("keys")
     return render(request, "accounts/key_secret.html", {"key": key, "full_key": full_key, "created": False})

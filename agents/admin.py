@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from accounts.admin import ReadOnlyAdmin
 from agents import cache as response_cache
 from agents.models import Agent, AgentRun, AgentType, LanguageModel, Provider
-from agents.services import cache_invalidate
-from platform_site.encryption import encrypt
+from agents.services.catalog import cache_invalidate
+from core.encryption import encrypt
 
 
 class ProviderForm(forms.ModelForm):

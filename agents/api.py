@@ -2,18 +2,16 @@
 
 import json
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView
 
-from accounts.api import PolicyMixin, SharingMixin, run_service
-from agents import selectors, services
+from accounts.api.sharing import SharingMixin
+from accounts.permissions import PolicyMixin
+from agents import selectors
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
 from agents.providers import ProviderError
 from agents.serializers import (
@@ -25,40 +23,12 @@ from agents.serializers import (
     InvokeSerializer,
     LanguageModelSerializer,
 )
-from platform_site.api_errors import DependencyUnavailable, int_or_404, uuid_or_404
-from quotas.services import QuotaExceeded, QuotaUnavailable, refusal_headers
-from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
-
-QUOTA_RETRY_AFTER_SECONDS = 5
-
-
-class Refused(exceptions.APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "refused"
-
-
-class QuotaRefused(exceptions.Throttled):
-    default_code = "quota_exceeded"
-
-    def __init__(self, error: QuotaExceeded):
-        super().__init__(wait=error.refusal.reset_seconds, detail=str(error))
-        self.extra_body = {"quota": error.body}
-        self.headers = refusal_headers(error)
-
-
-class QuotasUnavailable(DependencyUnavailable):
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.wait = QUOTA_RETRY_AFTER_SECONDS
-
-
-class ProviderFailed(exceptions.APIException):
-    default_code = "provider_error"
-
-    def __init__(self, error: ProviderError):
-        super().__init__(str(error))
-        self.status_code = error.status
-        self.wait = error.retry_after
+from agents.services import agents, catalog, invocation
+from core.accepted import IDEMPOTENCY_KEY, idempotency_key
+from core.exceptions import Refused
+from core.pagination import NewestFirst
+from core.paths import int_or_404, uuid_or_404
+from tasks.api import task_accepted
 
 
 @extend_schema(tags=["agents"])
@@ -89,18 +59,18 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
     def create(self, request):
         data = AgentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        agent = run_service(services.agent_create, owner=request.user, **data.validated_data)
+        agent = agents.agent_create(owner=request.user, **data.validated_data)
         return Response(AgentSerializer(agent).data, status=201)
 
     def partial_update(self, request, pk=None):
         agent = selectors.agent_get_owned(user=request.user, pk=int_or_404(pk))
         data = AgentSerializer(agent, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        agent = run_service(services.agent_update, agent=agent, **data.validated_data)
+        agent = agents.agent_update(agent=agent, **data.validated_data)
         return Response(AgentSerializer(agent).data)
 
     def destroy(self, request, pk=None):
-        selectors.agent_get_owned(user=request.user, pk=int_or_404(pk)).delete()
+        agents.agent_delete(agent=selectors.agent_get_owned(user=request.user, pk=int_or_404(pk)))
         return Response(status=204)
 
     @extend_schema(
@@ -130,30 +100,19 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         messages = [dict(message) for message in data.validated_data["messages"]]
         bypass = "no-cache" in request.headers.get("Cache-Control", "")
         api_key = request.auth if hasattr(request.auth, "scopes") else None
-        try:
-            if request.query_params.get("async") in ("1", "true"):
-                record, _ = services.agent_invoke_async(
-                    user=request.user, agent=agent, messages=messages, api_key=api_key,
-                    bypass_cache=bypass, idempotency_key=idempotency_key(request),
-                )  # fmt: skip
-                return accepted(request, record)
-            if data.validated_data["stream"]:
-                return _stream_response(services.agent_invoke_stream(
-                    user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
-                ))  # fmt: skip
-            result = services.agent_invoke(
+        if request.query_params.get("async") in ("1", "true"):
+            record, _ = invocation.agent_invoke_async(
+                user=request.user, agent=agent, messages=messages, api_key=api_key,
+                bypass_cache=bypass, idempotency_key=idempotency_key(request),
+            )  # fmt: skip
+            return task_accepted(request, record)
+        if data.validated_data["stream"]:
+            return _stream_response(invocation.agent_invoke_stream(
                 user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
-            )
-        except DjangoValidationError as error:
-            raise exceptions.ValidationError(as_serializer_error(error)) from error
-        except services.Refused as refusal:
-            raise Refused(str(refusal)) from refusal
-        except ProviderError as error:
-            raise ProviderFailed(error) from error
-        except QuotaExceeded as error:
-            raise QuotaRefused(error) from error
-        except QuotaUnavailable as error:
-            raise QuotasUnavailable(str(error)) from error
+            ))  # fmt: skip
+        result = invocation.agent_invoke(
+            user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
+        )
         run = result.run
         body = {
             "run": str(run.pk), "output": result.text, "cache": result.cache, "input_tokens": run.input_tokens,
@@ -174,48 +133,43 @@ def _sse(event: str, data: dict) -> str:
 class _EventStream:
     """The response body: its `close()` reaches the invocation even if the body is never read."""
 
-    def __init__(self, events, invocation):
-        self._events, self._invocation = events, invocation
+    def __init__(self, events, stream):
+        self._events, self._stream = events, stream
 
     def __iter__(self):
         return iter(self._events)
 
     def close(self):
         self._events.close()
-        self._invocation.close()
+        self._stream.close()
 
 
-def _stream_response(invocation: services.InvokeStream) -> StreamingHttpResponse:
+def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
     """Server-sent events: `delta` events with text, then `done` (run, cache, usage) or `error`."""
 
     def events():
         try:
-            for chunk in invocation:
+            for chunk in stream:
                 yield _sse("delta", {"text": chunk})
-        except services.Refused as refusal:
+        except Refused as refusal:
             yield _sse("error", {"code": "refused", "detail": str(refusal)})
             return
         except ProviderError as error:
             yield _sse("error", {"code": "provider_error", "status": error.status, "detail": str(error)})
             return
-        run = invocation.result.run
+        run = stream.result.run
         yield _sse("done", {
-            "run": str(run.pk), "cache": invocation.result.cache, "input_tokens": run.input_tokens,
+            "run": str(run.pk), "cache": stream.result.cache, "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens, "cost": str(run.cost),
         })  # fmt: skip
 
-    response = StreamingHttpResponse(_EventStream(events(), invocation), content_type="text/event-stream")
-    for name, value in invocation.headers.items():
+    response = StreamingHttpResponse(_EventStream(events(), stream), content_type="text/event-stream")
+    for name, value in stream.headers.items():
         response[name] = value
     response["Cache-Control"] = "no-cache"
-    response["X-Cache"] = invocation.cache
+    response["X-Cache"] = stream.cache
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
 
 
 @extend_schema(tags=["agents"])
@@ -291,5 +245,5 @@ class CacheInvalidationView(PolicyMixin, APIView):
     def post(self, request):
         data = CacheInvalidationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.cache_invalidate(**data.validated_data)
+        catalog.cache_invalidate(**data.validated_data)
         return Response(status=204)

@@ -6,6 +6,12 @@ class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Agents"
 
+    key_scopes = {
+        "agents:read": "Read agents and their runs",
+        "agents:write": "Create and change agents",
+        "agents:invoke": "Invoke agents",
+    }
+
     # Viewers read; members build and invoke their own agents; operators run the catalog and the cache.
     role_permissions = {
         "viewer": ["agents.view_agent", "agents.view_agentrun", "agents.view_agenttype", "agents.view_languagemodel"],
@@ -19,6 +25,7 @@ class AgentsConfig(AppConfig):
     }  # fmt: skip
 
     def ready(self):
-        from agents import audit, services  # noqa: F401  (audit registry)
+        from agents import audit  # noqa: F401  (audit registry)
+        from agents.services.catalog import catalog_ensure_builtins
 
-        post_migrate.connect(services.catalog_ensure_builtins, sender=self, dispatch_uid="agents.builtins")
+        post_migrate.connect(catalog_ensure_builtins, sender=self, dispatch_uid="agents.builtins")

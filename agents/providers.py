@@ -4,6 +4,9 @@ OpenAI-compatible endpoints go through the official `openai` SDK, Anthropic thro
 both SDKs retry 429 and 5xx with exponential backoff (`max_retries` of the provider). `echo` answers with
 the last user message, for trying the platform without any key. Every failure becomes a ProviderError
 carrying the HTTP status Switchboard answers with; the detail goes to the log, not to the caller.
+
+The SDKs are imported where they are used: importing both costs seconds, which every process start
+(management commands, workers, tests) would otherwise pay.
 """
 
 import logging
@@ -12,11 +15,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import anthropic
-import openai
-
 from agents.models import LanguageModel, Provider
-from platform_site.encryption import decrypt
+from core.encryption import decrypt
+from core.exceptions import UpstreamError
 
 logger = logging.getLogger("switchboard.providers")
 
@@ -28,13 +29,11 @@ class Completion:
     output_tokens: int
 
 
-class ProviderError(Exception):
+class ProviderError(UpstreamError):
     """The provider failed; `status` is what the caller gets (502 bad answer, 503 down, 504 timeout)."""
 
     def __init__(self, message: str, status: int = 502, retry_after: int | None = None, provider_fault: bool = True):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+        super().__init__(message, status=status, retry_after=retry_after)
         # Whether it counts against the provider's breaker: an outage does, a rate limit or a bad request not.
         self.provider_fault = provider_fault
 
@@ -57,6 +56,9 @@ def _client(provider: Provider):
     config = (provider.kind, provider.pk, provider.base_url, api_key, provider.timeout_seconds, provider.max_retries)
     client = _clients.get(config)
     if client is None:
+        import anthropic
+        import openai
+
         sdk = anthropic.Anthropic if provider.kind == Provider.Kind.ANTHROPIC else openai.OpenAI
         client = sdk(
             api_key=api_key,
@@ -68,16 +70,19 @@ def _client(provider: Provider):
     return client
 
 
-def _openai_client(provider: Provider) -> openai.OpenAI:
+def _openai_client(provider: Provider):
     return _client(provider)
 
 
-def _anthropic_client(provider: Provider) -> anthropic.Anthropic:
+def _anthropic_client(provider: Provider):
     return _client(provider)
 
 
 def _translate(error: Exception, provider: Provider) -> ProviderError:
     """SDK errors of both vendors to the status the caller gets."""
+    import anthropic
+    import openai
+
     name = provider.name
     if isinstance(error, (openai.APITimeoutError, anthropic.APITimeoutError)):
         return ProviderError(f"The model provider {name!r} timed out.", status=504)
@@ -117,12 +122,15 @@ def complete(
     *, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int, idempotency_key: str = ""
 ) -> Completion:
     provider = model.provider
+    if provider.kind == Provider.Kind.ECHO:
+        text = _echo_text(messages)
+        return Completion(text, _word_count(messages), len(text.split()))
+    import anthropic
+    import openai
+
     started = time.perf_counter()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     try:
-        if provider.kind == Provider.Kind.ECHO:
-            text = _echo_text(messages)
-            return Completion(text, _word_count(messages), len(text.split()))
         if provider.kind == Provider.Kind.ANTHROPIC:
             system, rest = _split_system(messages)
             response = _anthropic_client(provider).messages.create(
@@ -162,15 +170,18 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
     provider = model.provider
     result = Stream(iter(()))
 
+    def echo_chunks():
+        text = _echo_text(messages)
+        words = text.split(" ")
+        for index, word in enumerate(words):
+            yield word if index == len(words) - 1 else word + " "
+        result.completion = Completion(text, _word_count(messages), len(text.split()))
+
     def chunks():
+        import anthropic
+        import openai
+
         try:
-            if provider.kind == Provider.Kind.ECHO:
-                text = _echo_text(messages)
-                words = text.split(" ")
-                for index, word in enumerate(words):
-                    yield word if index == len(words) - 1 else word + " "
-                result.completion = Completion(text, _word_count(messages), len(text.split()))
-                return
             if provider.kind == Provider.Kind.ANTHROPIC:
                 system, rest = _split_system(messages)
                 with _anthropic_client(provider).messages.stream(
@@ -210,5 +221,5 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
             logger.warning("provider %s failed while streaming: %r", provider.name, error)
             raise _translate(error, provider) from error
 
-    result._chunks = chunks()
+    result._chunks = echo_chunks() if provider.kind == Provider.Kind.ECHO else chunks()
     return result

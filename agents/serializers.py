@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
-from agents.services import ROLES_ALLOWED
+from agents.services.pipeline import ROLES_ALLOWED
 
 
 class LanguageModelSerializer(serializers.ModelSerializer):

@@ -1,30 +1,21 @@
 from django.contrib.auth import get_user_model
 
 from accounts.models import ApiKey
-from agents import services
 from agents.models import Agent
-from quotas.services import QuotaExceeded
-from tasks.tracked import TransientError, tracked_task
+from agents.services.invocation import agent_invoke
+from tasks.tracked import tracked_task
 
 
 @tracked_task("agents.invoke")
 def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, bypass_cache=False):
     """An invocation started with ?async=1. The task id is the run's idempotency key: a retry after a lost
-    worker reuses the recorded run instead of calling (and charging) again."""
-    from agents.providers import ProviderError
-
+    worker reuses the recorded run instead of calling (and charging) again. A provider down or a quota
+    reached is retried by the tracked-task base."""
     user = get_user_model().objects.get(pk=user_id)
     agent = Agent.objects.select_related("agent_type__default_model__provider", "model__provider").get(pk=agent_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
-    try:
-        result = services.agent_invoke(
-            user=user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass_cache,
-            idempotency_key=str(self.request.id),
-        )  # fmt: skip
-    except ProviderError as error:
-        if error.status in (503, 504):
-            raise TransientError(str(error)) from error
-        raise
-    except QuotaExceeded as error:  # wait for the window to reset, then try again (within max_retries)
-        raise self.retry(countdown=error.refusal.reset_seconds, exc=error) from error
+    result = agent_invoke(
+        user=user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass_cache,
+        idempotency_key=str(self.request.id),
+    )
     return {"run": str(result.run.pk), "output": result.text, "cache": result.cache}

@@ -5,9 +5,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 
-from agents import selectors, services
+from agents import selectors
 from agents.forms import AgentForm, ChatForm
-from agents.providers import ProviderError
+from agents.services.agents import agent_create
+from agents.services.invocation import agent_invoke
+from core.exceptions import DomainError
 
 CONVERSATION_TURNS = 20  # kept in the session, per agent
 
@@ -19,7 +21,7 @@ def agent_list(request):
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            agent = services.agent_create(owner=request.user, **form.cleaned_data)
+            agent = agent_create(owner=request.user, **form.cleaned_data)
         except ValidationError as error:
             for field, problems in error.message_dict.items():
                 form.add_error(field if field in form.fields else None, problems)
@@ -44,10 +46,10 @@ def agent_chat(request, pk):
         agent = selectors.agent_get(user=request.user, pk=pk, level="use")
         asked = [*conversation, {"role": "user", "content": form.cleaned_data["message"]}]
         try:
-            result = services.agent_invoke(user=request.user, agent=agent, messages=asked)
+            result = agent_invoke(user=request.user, agent=agent, messages=asked)
         except ValidationError as error:
             form.add_error("message", error.messages)
-        except (services.Refused, ProviderError) as error:
+        except DomainError as error:  # refused, a limit, a provider down: said on the page
             messages.error(request, str(error))
         else:
             conversation = [*asked, {"role": "assistant", "content": result.text}][-CONVERSATION_TURNS * 2 :]

@@ -92,7 +92,7 @@ def setup_fixtures(fake_url: str) -> tuple[str, int]:
     from accounts.models import ApiKey
     from accounts.services import apikey_create, user_register
     from agents.models import AgentType, LanguageModel, Provider
-    from agents.services import agent_create
+    from agents.services.agents import agent_create
 
     user = get_user_model().objects.filter(username="bench").first() or user_register(
         username="bench", email="bench@example.com", password="bench-passphrase-123"

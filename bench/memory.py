@@ -231,7 +231,7 @@ def search(cursor, classes, centres, args):
                 global_sql.format(extra=extra), [user.pk, query], {"enable_indexscan": "off"}
             )
             started = time.perf_counter()
-            hits, plan = memory_search(user=user, vector=vectors[n], filters=filters, k=10, touch=False)
+            hits, plan = memory_search(user=user, vector=vectors[n], filters=filters, k=10)
             design["platform, memory_search()", label, rare, n] = (
                 [hit.memory.pk for hit in hits],
                 (time.perf_counter() - started) * 1000,

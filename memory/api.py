@@ -1,14 +1,17 @@
+"""The memory API: memories (CRUD, search, import, export) and namespaces (describe, share)."""
+
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.serializers import as_serializer_error
 
 from accounts import selectors as account_selectors
-from accounts.api import PolicyMixin, SharingMixin, run_service
+from accounts.api.sharing import SharingMixin
+from accounts.permissions import PolicyMixin
+from core.accepted import IDEMPOTENCY_KEY, idempotency_key
+from core.paths import int_or_404
 from memory import selectors, services
 from memory.models import Memory, MemoryNamespace
 from memory.serializers import (
@@ -18,10 +21,8 @@ from memory.serializers import (
     SearchResultSerializer,
     SearchSerializer,
 )
-from platform_site.api_errors import int_or_404
-from tasks.api import IDEMPOTENCY_KEY, accepted, idempotency_key
+from tasks.api import task_accepted
 from tasks.serializers import TaskRecordSerializer
-from tasks.services import task_start
 
 
 @extend_schema(tags=["memory"])
@@ -55,18 +56,18 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         data = MemorySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        memory = run_service(services.memory_create, owner=request.user, **fields)
+        memory = services.memory_create(owner=request.user, **fields)
         return Response(MemorySerializer(memory).data, status=201)
 
     def partial_update(self, request, pk=None):
         memory = selectors.memory_get_owned(user=request.user, pk=int_or_404(pk))
         data = MemorySerializer(memory, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        memory = run_service(services.memory_update, memory=memory, **data.validated_data)
+        memory = services.memory_update(memory=memory, **data.validated_data)
         return Response(MemorySerializer(memory).data)
 
     def destroy(self, request, pk=None):
-        selectors.memory_get_owned(user=request.user, pk=int_or_404(pk)).delete()
+        services.memory_delete(memory=selectors.memory_get_owned(user=request.user, pk=int_or_404(pk)))
         return Response(status=204)
 
     @extend_schema(request=SearchSerializer, responses=SearchResultSerializer)
@@ -79,10 +80,7 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         vector = options.pop("vector", None)
         if vector is not None and len(vector) != settings.MEMORY_EMBEDDING_DIMENSIONS:
             raise exceptions.ValidationError({"vector": [f"{settings.MEMORY_EMBEDDING_DIMENSIONS} numbers."]})
-        try:
-            hits, plan = selectors.memory_search(user=request.user, vector=vector, **options)
-        except DjangoValidationError as error:
-            raise exceptions.ValidationError(as_serializer_error(error)) from error
+        hits, plan = services.memory_recall(user=request.user, vector=vector, **options)
         results = [{"memory": hit.memory, "distance": hit.distance} for hit in hits]
         return Response(SearchResultSerializer({"plan": plan, "results": results}).data)
 
@@ -92,19 +90,16 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         """Import JSON lines in the background (202 with the task); a malformed line fails it, naming the line."""
         data = ImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record, _ = task_start(
-            kind="memory.import",
-            owner=request.user,
-            input={"owner_id": request.user.pk, "lines": data.validated_data["lines"]},
-            idempotency_key=idempotency_key(request),
+        record, _ = services.memory_import_start(
+            owner=request.user, lines=data.validated_data["lines"], idempotency_key=idempotency_key(request)
         )
-        return accepted(request, record)
+        return task_accepted(request, record)
 
     @extend_schema(responses={(200, "application/x-ndjson"): str})
     @action(detail=False, methods=["get"])
     def export(self, request):
         """All your own memories as JSON lines (without embeddings), ready to import elsewhere."""
-        response = StreamingHttpResponse(services.memory_export(user=request.user), content_type="application/x-ndjson")
+        response = StreamingHttpResponse(selectors.memory_export(user=request.user), content_type="application/x-ndjson")
         response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
         return response
 
@@ -137,7 +132,7 @@ class MemoryNamespaceViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet)
     def create(self, request):
         data = MemoryNamespaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        namespace = run_service(services.namespace_create, owner=request.user, **data.validated_data)
+        namespace = services.namespace_create(owner=request.user, **data.validated_data)
         namespace = selectors.namespace_get(user=request.user, pk=namespace.pk)  # with its count of memories
         return Response(MemoryNamespaceSerializer(namespace).data, status=201)
 
@@ -145,12 +140,10 @@ class MemoryNamespaceViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet)
         namespace = account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
         data = MemoryNamespaceSerializer(namespace, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        if "name" in data.validated_data and data.validated_data["name"] != namespace.name:
-            raise exceptions.ValidationError({"name": ["A namespace keeps its name; describe it instead."]})
-        namespace.description = data.validated_data.get("description", namespace.description)
-        namespace.save(update_fields=["description"])
+        services.namespace_update(namespace=namespace, **data.validated_data)
         return Response(MemoryNamespaceSerializer(selectors.namespace_get(user=request.user, pk=namespace.pk)).data)
 
     def destroy(self, request, pk=None):
-        account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk)).delete()
+        namespace = account_selectors.owned_get(user=request.user, queryset=self.queryset, pk=int_or_404(pk))
+        services.namespace_delete(namespace=namespace)
         return Response(status=204)

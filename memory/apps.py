@@ -5,6 +5,11 @@ class MemoryConfig(AppConfig):
     name = "memory"
     verbose_name = "Memory"
 
+    key_scopes = {
+        "memory:read": "Read and search memories",
+        "memory:write": "Create, change and delete memories",
+    }
+
     role_permissions = {
         "viewer": ["memory.view_memory", "memory.view_memorynamespace"],
         "member": [

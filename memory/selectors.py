@@ -8,16 +8,16 @@ still returns k rows. The planner settings are set for the query and put back af
 are not prepared, see settings, so they apply).
 """
 
+import json
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
-from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from accounts.selectors import object_shares, owned_or_shared
@@ -179,7 +179,6 @@ def memory_search(
     include_archived: bool = False,
     for_agent: int | None = None,
     shared: str | None = "view",
-    touch: bool = True,
 ) -> tuple[list[Hit], str]:
     """The k nearest memories the user may read that pass the filters, and which plan served them (exact /
     hnsw; the user's own slice decides). Namespaces shared with the user at `shared` level are searched too,
@@ -206,8 +205,16 @@ def memory_search(
             hits += [Hit(memory, memory.distance) for memory in plan.ranked]
         plans.append(plan.plan)
     hits = sorted(hits, key=lambda hit: hit.distance)[:k]  # relaxed order is nearly sorted: sort what was found
-    if touch and hits:
-        Memory.objects.filter(pk__in=[hit.memory.pk for hit in hits]).update(
-            access_count=F("access_count") + 1, last_accessed_at=timezone.now()
-        )
     return hits, plans[0]
+
+
+def memory_export(*, user):
+    """The user's own memories as JSON lines (without embeddings: they are rebuilt on import)."""
+    for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
+        yield json.dumps(
+            {
+                "content": memory.content, "namespace": memory.namespace, "kind": memory.kind,
+                "metadata": memory.metadata, "importance": memory.importance, "agent_id": memory.agent_id,
+                "archived": memory.archived,
+            }
+        ) + "\n"  # fmt: skip

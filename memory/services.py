@@ -4,10 +4,14 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
-from accounts.services import object_share
+from accounts.services import object_share, object_shares_end
 from memory.embeddings import embedder
 from memory.models import Memory, MemoryNamespace, partition_of
+from memory.selectors import Hit, memory_search
+from tasks.services.records import task_start
 
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")
 
@@ -38,6 +42,31 @@ def memory_update(*, memory: Memory, **fields) -> Memory:
     memory.full_clean(exclude=["partition"])
     memory.save()
     return memory
+
+
+def memory_delete(*, memory: Memory) -> None:
+    memory.delete()
+
+
+def memory_recall(*, user, **search) -> tuple[list[Hit], str]:
+    """A search that counts as use (an agent's prompt, an API search): the memories found are marked
+    accessed, which keeps them from being archived or pruned as unused. Takes memory_search's options."""
+    hits, plan = memory_search(user=user, **search)
+    if hits:
+        Memory.objects.filter(pk__in=[hit.memory.pk for hit in hits]).update(
+            access_count=F("access_count") + 1, last_accessed_at=timezone.now()
+        )
+    return hits, plan
+
+
+def memory_import_start(*, owner, lines: str, idempotency_key: str = ""):
+    """Import JSON lines in the background: (the task record, whether it was created). See memory_import."""
+    return task_start(
+        kind="memory.import",
+        owner=owner,
+        input={"owner_id": owner.pk, "lines": lines},
+        idempotency_key=idempotency_key,
+    )
 
 
 def namespace_create(*, owner, name: str, description: str = "") -> MemoryNamespace:
@@ -94,16 +123,21 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
     return {"imported": created}
 
 
-def memory_export(*, user):
-    """The user's own memories as JSON lines (without embeddings: they are rebuilt on import)."""
-    for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
-        yield json.dumps(
-            {
-                "content": memory.content, "namespace": memory.namespace, "kind": memory.kind,
-                "metadata": memory.metadata, "importance": memory.importance, "agent_id": memory.agent_id,
-                "archived": memory.archived,
-            }
-        ) + "\n"  # fmt: skip
+def namespace_update(*, namespace: MemoryNamespace, name: str | None = None, description: str | None = None):
+    """Describe a namespace again; its name is what its memories refer to, so it cannot change."""
+    if name is not None and name != namespace.name:
+        raise ValidationError({"name": "A namespace keeps its name; describe it instead."})
+    if description is not None:
+        namespace.description = description
+        namespace.save(update_fields=["description"])
+    return namespace
+
+
+@transaction.atomic
+def namespace_delete(*, namespace: MemoryNamespace) -> None:
+    """Delete the description and end its sharing; the memories stay (they belong to the owner)."""
+    object_shares_end(obj=namespace)
+    namespace.delete()
 
 
 @transaction.atomic

@@ -35,7 +35,7 @@ def memory_list(request):
         filters = {name: search.cleaned_data[name] for name in ("namespace", "kind") if search.cleaned_data[name]}
         hits, plan = selectors.memory_search(
             user=request.user, query=search.cleaned_data["query"], filters=filters, k=20,
-            include_archived=search.cleaned_data["archived"], touch=False,
+            include_archived=search.cleaned_data["archived"],
         )  # fmt: skip
         results = [hit.memory for hit in hits]
     else:
@@ -99,13 +99,13 @@ def memory_edit(request, pk):
 @permission_required("memory.delete_memory", raise_exception=True)
 @require_POST
 def memory_delete(request, pk):
-    selectors.memory_get_owned(user=request.user, pk=pk).delete()
+    services.memory_delete(memory=selectors.memory_get_owned(user=request.user, pk=pk))
     messages.success(request, "Memory deleted.")
     return redirect("memories")
 
 
 @login_required
 def memory_export(request):
-    response = StreamingHttpResponse(services.memory_export(user=request.user), content_type="application/x-ndjson")
+    response = StreamingHttpResponse(selectors.memory_export(user=request.user), content_type="application/x-ndjson")
     response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
     return response

@@ -27,4 +27,4 @@ class PlatformSiteConfig(AppConfig):
     }
 
     def ready(self):
-        from platform_site import checks, correlation  # noqa: F401  (registers checks, Celery signal handlers)
+        from platform_site import checks  # noqa: F401  (registers the database checks)

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.json_logs import JSON_FORMATTER
 from platform_site import embedded
-from platform_site.json_logs import JSON_FORMATTER
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "auditlog",
     "axes",
     "platform_site",
+    "core",
     "accounts",
     "quotas",
     "memory",
@@ -112,7 +113,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "platform_site.correlation.RequestIdMiddleware",
+    "core.correlation.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -292,10 +293,10 @@ ANONYMOUS_USER_NAME = None
 GUARDIAN_RAISE_403 = False
 
 # Audit trail: request id as the correlation id, addresses from the trusted-proxy rule.
-AUDITLOG_CID_GETTER = "platform_site.correlation.current_request_id"
+AUDITLOG_CID_GETTER = "core.correlation.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True
 
-# Agents: the invocation pipeline (agents/services.py), the response cache and the provider breaker.
+# Agents: the invocation pipeline (agents/services/), the response cache and the provider breaker.
 AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
 AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
 CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
@@ -390,18 +391,18 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="switchboard@localhos
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
-        "platform_site.correlation.SessionAuthentication",
+        "core.correlation.SessionAuthentication",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "platform_site.api_errors.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 DRF_STANDARDIZED_ERRORS = {
-    "EXCEPTION_FORMATTER_CLASS": "platform_site.api_errors.ExceptionFormatter",
-    "EXCEPTION_HANDLER_CLASS": "platform_site.api_errors.ExceptionHandler",
+    "EXCEPTION_FORMATTER_CLASS": "core.api_errors.ExceptionFormatter",
+    "EXCEPTION_HANDLER_CLASS": "core.api_errors.ExceptionHandler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
@@ -415,7 +416,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ApiKeyStatusEnum": "accounts.models.API_KEY_STATUSES",
         "RoleEnum": "accounts.models.ROLES",
-        "MessageRoleEnum": "agents.services.ROLES_ALLOWED",
+        "MessageRoleEnum": "agents.services.pipeline.ROLES_ALLOWED",
         "TaskStatusEnum": "tasks.models.TaskRecord.Status",
         "DeliveryStatusEnum": "tasks.models.WebhookDelivery.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
@@ -432,17 +433,17 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
-        "platform_site.api_errors.add_request_id_to_error_schemas",
+        "core.api_errors.add_request_id_to_error_schemas",
     ],
 }
 
-# --- logging: JSON lines with the request id and user id (platform_site.correlation) -----------------
+# --- logging: JSON lines with the request id and user id (core.correlation) --------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "platform_site.correlation.RequestContextFilter"}},
+    "filters": {"request_context": {"()": "core.correlation.RequestContextFilter"}},
     "formatters": {"json": JSON_FORMATTER},
     "handlers": {
         "console": {

@@ -4,7 +4,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import PolicyMixin
+from accounts.permissions import PolicyMixin
 from quotas import selectors
 
 GROUPINGS = {"day": None, "model": "model", "agent_type": "agent_type", "key": "api_key"}

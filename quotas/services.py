@@ -25,23 +25,28 @@ from django.utils import timezone
 
 from accounts.models import SecurityEvent
 from accounts.services import security_event_record
+from core.exceptions import RateLimited, Unavailable
 from quotas.limiter import Counter, RedisLimiter, Refusal, local_limiter, window
 from quotas.models import LIMITS, LIMITS_BY_FIELD, QuotaPolicy, UsageDaily, UsageRecord
 
 logger = logging.getLogger("switchboard.quotas")
 
-NANO = Decimal(1_000_000_000)
-DEFAULTS_NAME = "@default"  # costs are counted in nano-dollars: integers, exact
+NANO = Decimal(1_000_000_000)  # costs are counted in nano-dollars: integers, exact
+DEFAULTS_NAME = "@default"
+QUOTA_RETRY_AFTER_SECONDS = 5  # when Redis is unreachable
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(RateLimited):
+    code = "quota_exceeded"
+
     def __init__(self, refusal: Refusal):
         counter = refusal.counter
         unit = {"requests": "requests", "tokens": "tokens", "cost": "USD"}[LIMITS_BY_FIELD[counter.field][0]]
         limit = counter.limit / NANO if unit == "USD" else counter.limit
         super().__init__(
             f"Quota {counter.policy!r} exceeded: {counter.field} is {limit} {unit} per "
-            f"{counter.window_seconds} s; it resets in {refusal.reset_seconds} s."
+            f"{counter.window_seconds} s; it resets in {refusal.reset_seconds} s.",
+            retry_after=refusal.reset_seconds,
         )
         self.refusal = refusal
         self.body = {
@@ -51,6 +56,8 @@ class QuotaExceeded(Exception):
             "window_seconds": counter.window_seconds,
             "reset_seconds": refusal.reset_seconds,
         }
+        self.extra_body = {"quota": self.body}
+        self.headers = refusal_headers(refusal)
 
 
 class RequestTooLarge(Exception):
@@ -63,8 +70,11 @@ class RequestTooLarge(Exception):
         )
 
 
-class QuotaUnavailable(Exception):
+class QuotaUnavailable(Unavailable):
     """Redis is unreachable and this request needs a budget (or the limits fail closed): 503."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after=QUOTA_RETRY_AFTER_SECONDS)
 
 
 @dataclass
@@ -92,8 +102,7 @@ def _ratelimit_headers(counter: Counter, remaining: int, reset: int) -> dict[str
     }
 
 
-def refusal_headers(error: QuotaExceeded) -> dict[str, str]:
-    refusal = error.refusal
+def refusal_headers(refusal: Refusal) -> dict[str, str]:
     return {
         "Retry-After": str(refusal.reset_seconds),
         **_ratelimit_headers(refusal.counter, max(refusal.counter.limit - refusal.current, 0), refusal.reset_seconds),

@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
-from tasks import selectors, services
+from tasks import selectors
+from tasks.services.records import task_retry
+from tasks.services.webhooks import delivery_replay
 from tasks.models import TaskRecord, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
@@ -44,7 +46,7 @@ class TaskRecordAdmin(ReadOnlyAdmin):
     def retry_failed(self, request, queryset):
         retried = 0
         for record in queryset.filter(status=TaskRecord.Status.FAILED):
-            services.task_retry(record=record)
+            task_retry(record=record)
             retried += 1
         messages.success(request, f"{retried} task(s) queued again.")
 
@@ -83,5 +85,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     @admin.action(description="Replay the selected deliveries", permissions=["replay"])
     def replay(self, request, queryset):
         for delivery in queryset.select_related("endpoint"):
-            services.delivery_replay(delivery=delivery)
+            delivery_replay(delivery=delivery)
         messages.success(request, f"{queryset.count()} deliveries sent again.")

@@ -1,15 +1,16 @@
 """The tasks API: the caller's tasks (poll, cancel) and webhook endpoints (with a test send)."""
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from accounts.api import ConflictError, PolicyMixin, run_service
-from platform_site.api_errors import int_or_404, uuid_or_404
-from tasks import selectors, services
+from accounts.permissions import PolicyMixin
+from core.accepted import IDEMPOTENCY_KEY, accepted, idempotency_key
+from core.pagination import NewestFirst
+from core.paths import int_or_404, uuid_or_404
+from tasks import selectors
 from tasks.models import TaskRecord, WebhookEndpoint
 from tasks.serializers import (
     TaskRecordSerializer,
@@ -17,32 +18,14 @@ from tasks.serializers import (
     WebhookEndpointSerializer,
     WebhookEndpointWithSecretSerializer,
 )
-
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Repeat a request with the same key to get the first answer back instead of a second task.",
-)
+from tasks.services import records, webhooks
 
 
-def accepted(request, record: TaskRecord) -> Response:
-    """202 with the task and where to poll it."""
-    location = request.build_absolute_uri(reverse("taskrecord-detail", args=[record.pk]))
-    return Response(TaskRecordSerializer(record).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
-
-
-def idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if len(key) > 200:
-        raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
-    return key
-
-
-class NewestFirst(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
+def task_accepted(request, record: TaskRecord) -> Response:
+    """202 with the task and where to poll it: what every API that starts a tracked task answers."""
+    return accepted(
+        request, body=TaskRecordSerializer(record).data, location=reverse("taskrecord-detail", args=[record.pk])
+    )
 
 
 @extend_schema(tags=["tasks"])
@@ -73,10 +56,7 @@ class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         record = selectors.task_get(user=request.user, pk=uuid_or_404(pk))
-        try:
-            record = services.task_cancel(record=record, actor=request.user)
-        except services.Conflict as error:
-            raise ConflictError(str(error)) from error
+        record = records.task_cancel(record=record, actor=request.user)
         return Response(TaskRecordSerializer(record).data)
 
 
@@ -111,11 +91,8 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
         data = WebhookEndpointSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = {name: data.validated_data[name] for name in ("url", "events") if name in data.validated_data}
-        endpoint, secret = run_service(
-            services.webhook_endpoint_create,
-            owner=request.user,
-            description=data.validated_data.get("description", ""),
-            **fields,
+        endpoint, secret = webhooks.webhook_endpoint_create(
+            owner=request.user, description=data.validated_data.get("description", ""), **fields
         )
         return Response({**WebhookEndpointSerializer(endpoint).data, "secret": secret}, status=201)
 
@@ -123,11 +100,11 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
         endpoint = self.get_object()
         data = WebhookEndpointSerializer(endpoint, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        endpoint = run_service(services.webhook_endpoint_update, endpoint=endpoint, **data.validated_data)
+        endpoint = webhooks.webhook_endpoint_update(endpoint=endpoint, **data.validated_data)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
     def destroy(self, request, pk=None):
-        self.get_object().delete()
+        webhooks.webhook_endpoint_delete(endpoint=self.get_object())
         return Response(status=204)
 
     @extend_schema(request=None, responses=WebhookEndpointWithSecretSerializer)
@@ -135,21 +112,17 @@ class WebhookEndpointViewSet(PolicyMixin, viewsets.ModelViewSet):
     def rotate_secret(self, request, pk=None):
         """A new secret; events are signed with the old one too until previous_secret_valid_until."""
         endpoint = self.get_object()
-        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
+        secret = webhooks.webhook_endpoint_rotate_secret(endpoint=endpoint)
         return Response({**WebhookEndpointSerializer(endpoint).data, "secret": secret})
 
     @extend_schema(request=None, parameters=[IDEMPOTENCY_KEY], responses={202: TaskRecordSerializer})
     @action(detail=True, methods=["post"])
     def ping(self, request, pk=None):
         """Send a test event in the background; answers 202 with the task to poll."""
-        endpoint = self.get_object()
-        record, _ = services.task_start(
-            kind="webhooks.ping",
-            owner=request.user,
-            input={"endpoint_id": endpoint.pk},
-            idempotency_key=idempotency_key(request),
+        record, _ = webhooks.webhook_ping_start(
+            endpoint=self.get_object(), owner=request.user, idempotency_key=idempotency_key(request)
         )
-        return accepted(request, record)
+        return task_accepted(request, record)
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -52,6 +52,12 @@ class TasksConfig(AppConfig):
     name = "tasks"
     verbose_name = "Tasks and webhooks"
 
+    key_scopes = {
+        "tasks:read": "Read background tasks",
+        "tasks:write": "Cancel background tasks",
+        "webhooks:manage": "Manage webhook endpoints (they receive your task results)",
+    }
+
     role_permissions = {
         "viewer": ["tasks.view_taskrecord", "tasks.view_webhookendpoint"],
         "member": [

@@ -76,7 +76,7 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=500)
     description = models.CharField(max_length=200, blank=True, default="")
     events = ArrayField(models.CharField(max_length=40), default=list)
-    # Secrets are needed to sign, so they are kept encrypted (platform_site.encryption), never in clear.
+    # Secrets are needed to sign, so they are kept encrypted (core.encryption), never in clear.
     secret_encrypted = models.TextField(editable=False)
     previous_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     previous_secret_valid_until = models.DateTimeField(null=True, blank=True, editable=False)

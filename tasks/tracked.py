@@ -7,13 +7,17 @@
             ...
         return {"imported": count}
 
-Start one with `tasks.services.task_start(kind="memory.import", owner=..., input={...})`: the record is
-written at once and the message is sent when the transaction commits. Delivery is at least once (late
+Start one from a named service of its app (`memory_import_start(...)`), which calls
+`tasks.services.records.task_start(kind=..., owner=..., input={...})`: the record is written at once and the
+message is sent when the transaction commits. Delivery is at least once (late
 acknowledgement, requeued when the worker process dies); the record makes the effect happen once: a
-delivery of a task that already finished or was cancelled is dropped before it runs. Raise
-`TransientError` for failures worth retrying (exponential backoff with jitter); anything else fails the
-task. Retries, backoff cap and time limits come from TASK_POLICIES per kind (settings).
+delivery of a task that already finished or was cancelled is dropped before it runs. A transient domain
+error (`core.exceptions`: a provider down or timing out, a service unavailable) or a `TransientError` is
+retried with exponential backoff and jitter, a reached limit (`RateLimited`) when the limit resets;
+anything else fails the task. Retries, backoff cap and time limits come from TASK_POLICIES per kind.
 """
+
+import functools
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
@@ -22,6 +26,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from core.exceptions import DomainError, RateLimited
 from tasks.models import TaskRecord
 
 Status = TaskRecord.Status
@@ -84,7 +89,7 @@ class TrackedTask(Task):
         self._finish(task_id, Status.FAILED, error=error)
 
     def _finish(self, task_id, status, **fields):
-        from tasks.services import task_finished
+        from tasks.services.records import task_finished
 
         task_finished(task_id=task_id, status=status, **fields)
 
@@ -95,4 +100,19 @@ def _describe(exc: BaseException) -> str:
 
 def tracked_task(kind: str, **options):
     """Declare a tracked Celery task named `kind`, bound (its first argument is the task)."""
-    return shared_task(base=TrackedTask, bind=True, name=kind, **{**task_policy(kind), **options})
+
+    def declare(function):
+        @functools.wraps(function)
+        def run(self, *args, **kwargs):
+            try:
+                return function(self, *args, **kwargs)
+            except RateLimited as error:  # a limit: try again once it resets
+                raise self.retry(countdown=error.retry_after, exc=error) from error
+            except DomainError as error:
+                if error.transient:
+                    raise TransientError(str(error)) from error
+                raise
+
+        return shared_task(base=TrackedTask, bind=True, name=kind, **{**task_policy(kind), **options})(run)
+
+    return declare

@@ -9,7 +9,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from tasks import selectors, services
+from core.exceptions import Conflict
+from tasks import selectors
+from tasks.services import records
+from tasks.services.webhooks import (
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_update,
+    webhook_ping_start,
+)
 from tasks.forms import WebhookEndpointForm
 
 
@@ -25,9 +34,9 @@ def task_list(request):
 def task_cancel(request, pk):
     record = selectors.task_get(user=request.user, pk=pk)
     try:
-        services.task_cancel(record=record, actor=request.user)
+        records.task_cancel(record=record, actor=request.user)
         messages.success(request, "Task cancelled.")
-    except services.Conflict as error:
+    except Conflict as error:
         messages.error(request, str(error))
     return redirect("tasks")
 
@@ -40,7 +49,7 @@ def webhooks(request):
     form = WebhookEndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint, secret = services.webhook_endpoint_create(owner=request.user, **form.cleaned_data)
+            endpoint, secret = webhook_endpoint_create(owner=request.user, **form.cleaned_data)
         except ValidationError as error:
             for field, problems in error.message_dict.items():
                 form.add_error(field if field in form.fields else None, problems)
@@ -67,19 +76,19 @@ def webhook_action(request, pk, action):
         raise PermissionDenied("Your role may not change webhook endpoints.")
     endpoint = selectors.webhook_endpoint_get(user=request.user, pk=pk)
     if action == "ping":
-        services.task_start(kind="webhooks.ping", owner=request.user, input={"endpoint_id": endpoint.pk})
+        webhook_ping_start(endpoint=endpoint, owner=request.user)
         messages.success(request, "A test event is on its way; its delivery appears below.")
     elif action == "enable":
-        services.webhook_endpoint_update(endpoint=endpoint, is_active=True)
+        webhook_endpoint_update(endpoint=endpoint, is_active=True)
         messages.success(request, "Endpoint enabled.")
     elif action == "disable":
-        services.webhook_endpoint_update(endpoint=endpoint, is_active=False)
+        webhook_endpoint_update(endpoint=endpoint, is_active=False)
         messages.success(request, "Endpoint disabled.")
     elif action == "rotate":
-        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
+        secret = webhook_endpoint_rotate_secret(endpoint=endpoint)
         return render(request, "tasks/webhook_secret.html", {"endpoint": endpoint, "secret": secret, "rotated": True})
     elif action == "delete":
-        endpoint.delete()
+        webhook_endpoint_delete(endpoint=endpoint)
         messages.success(request, "Endpoint deleted.")
         return redirect("webhooks")
     return redirect("webhook_detail", pk=endpoint.pk)

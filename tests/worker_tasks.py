@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from platform_site.correlation import current_request_id
+from core.correlation import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from platform_site.schedules import register_periodic_task, unregister_periodic_tasks
+from core.schedules import register_periodic_task, unregister_periodic_tasks
 
 SCHEDULES = [
     ("roll up usage", "quotas.roll_up_usage", 300, "Today's and yesterday's usage roll-ups from the ledger."),

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import migrations
 
-from platform_site.schedules import register_periodic_task, unregister_periodic_tasks
+from core.schedules import register_periodic_task, unregister_periodic_tasks
 
 NAME = "dispatch due webhook deliveries"
 

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from platform_site.schedules import register_periodic_task, unregister_periodic_tasks
+from core.schedules import register_periodic_task, unregister_periodic_tasks
 
 NAME = "resend queued tasks"
 

@@ -246,7 +246,8 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin():
 
     from django.db import connection
 
-    from accounts.services import Conflict, user_set_role
+    from accounts.services import user_set_role
+    from core.exceptions import Conflict
 
     first, second = make_user("ann", role="admin"), make_user("ben", role="admin")
     barrier, outcomes = threading.Barrier(2), []

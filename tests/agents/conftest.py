@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 
 from agents.models import AgentType, LanguageModel, Provider
-from agents.services import agent_create
+from agents.services.agents import agent_create
 from tests.fakes.openai_server import FakeOpenAI
 
 

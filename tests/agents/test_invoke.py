@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from agents.models import AgentRun, AgentType
-from agents.services import agent_invoke, agent_update
+from agents.services.agents import agent_update
+from agents.services.invocation import agent_invoke
 from tests.agents.conftest import ask
 from tests.conftest import api_client, make_key, make_user
 from tests.isolation import assert_isolated
@@ -345,7 +346,7 @@ def test_an_async_invocation_answers_202_and_the_worker_records_one_run(celery_w
 @pytest.mark.django_db
 def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alice, fake_llm):
     from agents.models import LanguageModel, Provider
-    from agents.services import agent_create
+    from agents.services.agents import agent_create
 
     provider = Provider.objects.create(
         name="claude", kind=Provider.Kind.ANTHROPIC, base_url=fake_llm.base_url.removesuffix("/v1"), max_retries=0

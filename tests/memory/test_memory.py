@@ -78,7 +78,7 @@ def test_every_filter_operator_narrows_the_search(alice):
         Memory.objects.filter(pk=memory.pk).update(created_at=now - timedelta(days=10 - n))
 
     def contents(filters):
-        hits, _ = memory_search(user=alice, query="note", filters=filters, k=10, touch=False)
+        hits, _ = memory_search(user=alice, query="note", filters=filters, k=10)
         return sorted(hit.memory.content for hit in hits)
 
     assert contents({"kind": "summary"}) == ["note 1"]
@@ -105,7 +105,7 @@ def test_range_filters_compare_numbers_only(alice):
         memory_create(owner=alice, content=f"note {n}", metadata={"priority": priority})
 
     def contents(condition):
-        hits, _ = memory_search(user=alice, query="note", filters={"metadata": {"priority": condition}}, touch=False)
+        hits, _ = memory_search(user=alice, query="note", filters={"metadata": {"priority": condition}})
         return sorted(hit.memory.content for hit in hits)
 
     assert contents({"$gt": 1}) == ["note 0"]
@@ -147,9 +147,9 @@ def test_a_large_slice_goes_through_the_partitions_partial_hnsw_index_with_good_
 
     recalls = []
     for query in queries:
-        approximate, plan = memory_search(user=alice, vector=query, k=10, touch=False)
+        approximate, plan = memory_search(user=alice, vector=query, k=10)
         settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 10_000
-        exact, exact_plan = memory_search(user=alice, vector=query, k=10, touch=False)
+        exact, exact_plan = memory_search(user=alice, vector=query, k=10)
         settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 500
         assert (plan, exact_plan) == ("hnsw", "exact")
         recalls.append(len({h.memory.pk for h in approximate} & {h.memory.pk for h in exact}) / 10)
@@ -176,10 +176,10 @@ def test_a_searchs_planner_settings_end_with_it_alone_or_inside_a_larger_transac
             cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('hnsw.iterative_scan')")
             return cursor.fetchone()
 
-    assert memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0], touch=False)[1] == "hnsw"
+    assert memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0])[1] == "hnsw"
     assert current() == ("on", "off")
     with transaction.atomic():
-        memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0], touch=False)
+        memory_search(user=alice, vector=clustered_vectors(1, seed=8)[0])
         assert current() == ("on", "off")  # put back, not left for the rest of the caller's transaction
 
 
@@ -190,7 +190,7 @@ def test_a_selective_filter_still_returns_k_results_from_the_index(alice, settin
     bulk_memories(alice, vectors[:1350], metadata={"rare": False})
     bulk_memories(alice, vectors[1350:], metadata={"rare": True})
 
-    hits, plan = memory_search(user=alice, vector=vectors[0], k=10, filters={"metadata": {"rare": True}}, touch=False)
+    hits, plan = memory_search(user=alice, vector=vectors[0], k=10, filters={"metadata": {"rare": True}})
 
     assert plan == "hnsw" and len(hits) == 10
     assert all(hit.memory.metadata["rare"] for hit in hits)
@@ -219,7 +219,7 @@ def test_a_small_benchmark_set_is_searched_with_the_exact_answers_for_every_owne
 
     def search(owner, query, filters, exact):
         settings.MEMORY_EXACT_SEARCH_MAX_ROWS = 100_000 if exact else 300
-        hits, plan = memory_search(user=owner, vector=query, filters=filters, k=10, touch=False)
+        hits, plan = memory_search(user=owner, vector=query, filters=filters, k=10)
         return [hit.memory.pk for hit in hits], plan
 
     plans, recalls = set(), []
@@ -365,13 +365,13 @@ def test_archived_memories_leave_normal_search_and_can_be_restored(alice, settin
     )
 
     assert maintenance.archive(dry_run=True) == 1 and maintenance.archive() == 1
-    assert memory_search(user=alice, query="boat", touch=False)[0] == []
-    assert [h.memory.pk for h in memory_search(user=alice, query="boat", include_archived=True, touch=False)[0]] == [
+    assert memory_search(user=alice, query="boat")[0] == []
+    assert [h.memory.pk for h in memory_search(user=alice, query="boat", include_archived=True)[0]] == [
         memory.pk
     ]
 
     api_client(alice).patch(f"/api/v1/memories/{memory.pk}", {"archived": False}, format="json")
-    assert [h.memory.pk for h in memory_search(user=alice, query="boat", touch=False)[0]] == [memory.pk]
+    assert [h.memory.pk for h in memory_search(user=alice, query="boat")[0]] == [memory.pk]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -388,7 +388,7 @@ def test_reindex_rebuilds_the_partition_indexes_while_searches_go_on(alice, sett
     def search_meanwhile():
         try:
             while not done.is_set():
-                counts.append(len(memory_search(user=alice, vector=query, k=5, touch=False)[0]))
+                counts.append(len(memory_search(user=alice, vector=query, k=5)[0]))
         except Exception as error:  # noqa: BLE001  (the test reports it)
             failures.append(error)
         finally:
@@ -515,4 +515,4 @@ def test_memories_of_another_model_are_embedded_again_by_the_command(alice):
 
     memory.refresh_from_db()
     assert memory.embedding_model == "hashing-v1"
-    assert [h.memory.pk for h in memory_search(user=alice, query="sky green", touch=False)[0]] == [memory.pk]
+    assert [h.memory.pk for h in memory_search(user=alice, query="sky green")[0]] == [memory.pk]

@@ -334,7 +334,7 @@ def test_usage_api_shows_your_own_usage_and_operators_anyones(alice, bob, agent,
 def test_huge_page_sizes_are_clamped(rf):
     from rest_framework.request import Request
 
-    from platform_site.api_errors import LimitOffsetPagination
+    from core.pagination import LimitOffsetPagination
 
     assert LimitOffsetPagination().get_limit(Request(rf.get("/api/v1/keys?limit=100000"))) == 200
 
@@ -405,7 +405,7 @@ def test_a_budget_503_says_when_to_retry(alice, agent, fake_llm, settings, tmp_p
 @pytest.mark.django_db
 def test_a_stream_never_read_gives_its_reservation_back(alice, agent, fake_llm):
     from agents.models import AgentRun
-    from agents.services import agent_invoke_stream
+    from agents.services.invocation import agent_invoke_stream
 
     QuotaPolicy.objects.create(name="budget", tokens_per_day=100_000)
     stream = agent_invoke_stream(user=alice, agent=agent, messages=[{"role": "user", "content": "hi"}])

@@ -2,7 +2,8 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.api import PolicyMixin, SharingMixin
+from accounts.api.sharing import SharingMixin
+from accounts.permissions import PolicyMixin
 from accounts.selectors import owned_get, owned_or_shared, owned_or_shared_get
 from tests.sharing.models import Notebook
 

@@ -11,7 +11,7 @@ from django_redis import get_redis_connection
 
 from tasks.apps import check_visibility_timeout
 from tasks.models import TaskRecord
-from tasks.services import task_start
+from tasks.services.records import task_start
 from tests.conftest import api_client
 from tests.isolation import assert_isolated
 from tests.processes import CeleryProcess

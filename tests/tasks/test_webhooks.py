@@ -7,9 +7,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from platform_site.encryption import encrypt
+from core.encryption import encrypt
 from tasks.models import TaskRecord, WebhookDelivery, WebhookEndpoint
-from tasks.services import deliveries_dispatch_due, task_start, webhook_attempt
+from tasks.services.delivery import webhook_attempt
+from tasks.services.records import task_start
+from tasks.services.webhooks import deliveries_dispatch_due
 from tests.conftest import api_client, make_user
 from tests.isolation import assert_isolated
 from tests.tasks.conftest import wait_until

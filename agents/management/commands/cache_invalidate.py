@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
-from agents.services import cache_invalidate
+from agents.services.catalog import cache_invalidate
 
 
 class Command(BaseCommand):

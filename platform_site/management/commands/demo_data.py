@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import user_set_role
 from agents.models import Agent, AgentType
-from agents.services import agent_create
+from agents.services.agents import agent_create
 from platform_site import embedded
 
 DEMO_USERS = (

@@ -1,0 +1,161 @@
+"""Webhook endpoints, the events emitted to them, and the dispatch of their deliveries."""
+
+import random
+import secrets
+import uuid
+from base64 import b64encode
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.encryption import encrypt
+from tasks import outbound
+from tasks.broker import send_on_commit
+from tasks.models import WebhookDelivery, WebhookEndpoint
+
+
+def _new_secret() -> str:
+    return "whsec_" + b64encode(secrets.token_bytes(24)).decode()
+
+
+def _validate_endpoint(url: str, events) -> list[str]:
+    unknown = sorted(set(events) - WebhookEndpoint.EVENT_TYPES.keys())
+    if unknown:
+        raise ValidationError({"events": f"Unknown event types: {', '.join(unknown)}."})
+    if not events:
+        raise ValidationError({"events": "Subscribe to at least one event type."})
+    try:
+        outbound.check_url(url)
+    except outbound.UnsafeDestination as error:
+        raise ValidationError({"url": str(error)}) from error
+    return sorted(set(events))
+
+
+def webhook_endpoint_create(*, owner, url: str, events, description: str = "") -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret, which is shown once."""
+    events = _validate_endpoint(url, events)
+    secret = _new_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        owner=owner, url=url, events=events, description=description, secret_encrypted=encrypt(secret)
+    )
+    return endpoint, secret
+
+
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **fields) -> WebhookEndpoint:
+    """Change url, events, description or is_active; re-enabling clears the failure count."""
+    url = fields.get("url", endpoint.url)
+    events = _validate_endpoint(url, fields.get("events", endpoint.events))
+    endpoint.url, endpoint.events = url, events
+    endpoint.description = fields.get("description", endpoint.description)
+    if fields.get("is_active") and not endpoint.is_active:
+        endpoint.is_active, endpoint.disabled_reason, endpoint.disabled_at = True, "", None
+        endpoint.consecutive_failures = 0
+    elif fields.get("is_active") is False:
+        endpoint.is_active, endpoint.disabled_reason, endpoint.disabled_at = False, "Disabled by you.", timezone.now()
+    endpoint.save()
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete the endpoint with its deliveries and their attempts."""
+    endpoint.delete()
+
+
+def webhook_ping_start(*, endpoint: WebhookEndpoint, owner, idempotency_key: str = ""):
+    """Send a test event to the endpoint in the background: (the task record, whether it was created)."""
+    from tasks.services.records import task_start  # records tells webhooks when tasks end
+
+    return task_start(
+        kind="webhooks.ping", owner=owner, input={"endpoint_id": endpoint.pk}, idempotency_key=idempotency_key
+    )
+
+
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, grace: timedelta | None = None) -> str:
+    """A new secret; for the grace period events are signed with both, so receivers can switch over."""
+    grace = grace if grace is not None else timedelta(hours=settings.WEBHOOK_SECRET_ROTATION_GRACE_HOURS)
+    secret = _new_secret()
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_valid_until = timezone.now() + grace
+    endpoint.secret_encrypted = encrypt(secret)
+    endpoint.save(update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_valid_until"])
+    return secret
+
+
+def webhooks_emit(*, owner_id: int, event_type: str, data: dict) -> list[WebhookDelivery]:
+    """One delivery per active endpoint of the owner subscribed to `event_type`, sent after commit."""
+    endpoints = WebhookEndpoint.objects.filter(owner_id=owner_id, is_active=True, events__contains=[event_type])
+    deliveries = [_new_delivery(endpoint, event_type, data) for endpoint in endpoints]
+    for delivery in deliveries:
+        send_delivery_on_commit(delivery.pk)
+    return deliveries
+
+
+def webhooks_emit_to(*, endpoint: WebhookEndpoint, event_type: str, data: dict) -> list[WebhookDelivery]:
+    """One delivery to this endpoint, attempted by the caller (the ping task)."""
+    return [_new_delivery(endpoint, event_type, data)]
+
+
+def _new_delivery(endpoint, event_type, data) -> WebhookDelivery:
+    payload = {"type": event_type, "timestamp": timezone.now().isoformat(), "data": data}
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_id=f"msg_{uuid.uuid4().hex}",
+        event_type=event_type,
+        payload=payload,
+        next_attempt_at=timezone.now(),
+    )
+
+
+def send_delivery_on_commit(delivery_id: int, countdown: float = 0) -> None:
+    """Send the attempt's message after commit and mark the delivery as dispatched (see deliveries_dispatch_due)."""
+    from tasks.tasks import webhook_deliver_task
+
+    WebhookDelivery.objects.filter(pk=delivery_id).update(dispatched_at=timezone.now())
+    send_on_commit(webhook_deliver_task, args=[delivery_id], countdown=countdown)
+
+
+def retry_delay(attempt: int) -> timedelta | None:
+    """How long after failed attempt number `attempt` (1-based) to try again; None when retries are over.
+
+    WEBHOOK_RETRY_SCHEDULE spaced with +-WEBHOOK_RETRY_JITTER, so many failing deliveries spread out.
+    """
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempt > len(schedule):
+        return None
+    jitter = settings.WEBHOOK_RETRY_JITTER
+    return timedelta(seconds=schedule[attempt - 1] * random.uniform(1 - jitter, 1 + jitter))
+
+
+def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Send the pending deliveries whose next attempt is due (beat job, for waits too long to hold)."""
+    now = now or timezone.now()
+    # A delivery whose message went out recently is in a worker's hands (or held for its countdown); one
+    # dispatched long ago, or never, has lost its message or waits on the database: send it.
+    stale = now - timedelta(seconds=settings.WEBHOOK_MAX_COUNTDOWN_SECONDS * 2)
+    due = list(
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_id in due:
+        send_delivery_on_commit(delivery_id)
+    return len(due)
+
+
+@transaction.atomic
+def delivery_replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a finished delivery again (operators): same event id and payload, a fresh round of attempts."""
+    replay = WebhookDelivery.objects.create(
+        endpoint=delivery.endpoint,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        payload=delivery.payload,
+        next_attempt_at=timezone.now(),
+    )
+    send_delivery_on_commit(replay.pk)
+    return replay
