@@ -5,13 +5,23 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := requirements.txt requirements-dev.txt
 STAMP := $(VENV)/.requirements.sha256
 
-.PHONY: run test bootstrap stop status clean
+.PHONY: run test lint format bootstrap stop status clean
 
 run: bootstrap
 	$(PY) manage.py runplatform
 
 test: bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (pinned in requirements-dev.txt): lint and the formatter's check; CI runs it before the tests.
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Fix what ruff can fix and format the code.
+format: bootstrap
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Create .venv and install the pinned requirements; skipped while they are unchanged.
 bootstrap:

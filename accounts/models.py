@@ -13,6 +13,7 @@ from django.utils import timezone
 # Roles, from most to least powerful; each is a group holding the role's model permissions (accounts.roles).
 ROLES = ("admin", "operator", "member", "viewer")
 
+
 class User(AbstractUser):
     """The platform's user, custom from the first migration so identity can grow without a data migration."""
 

@@ -94,7 +94,9 @@ def user_register(*, username: str, email: str, password: str, request=None) -> 
 
 
 @transaction.atomic
-def user_create(*, username: str, email: str, password: str, role: str | None = None, actor: User, request=None) -> User:
+def user_create(
+    *, username: str, email: str, password: str, role: str | None = None, actor: User, request=None
+) -> User:
     """An account made by an admin, with the role they chose (else the default role)."""
     user = user_register(username=username, email=email, password=password, request=request)
     if role:
@@ -103,7 +105,9 @@ def user_create(*, username: str, email: str, password: str, role: str | None = 
 
 
 @transaction.atomic
-def user_update(*, user: User, actor: User, role: str | None = None, is_active: bool | None = None, request=None) -> User:
+def user_update(
+    *, user: User, actor: User, role: str | None = None, is_active: bool | None = None, request=None
+) -> User:
     """An admin's change of a user's role or active state."""
     if role is not None:
         user_set_role(user=user, role=role, actor=actor, request=request)

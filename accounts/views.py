@@ -17,13 +17,13 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.forms import ApiKeyCreateForm, PreferencesForm, ProfileForm, SignupForm
 from accounts.models import SecurityEvent, User
-from core.exceptions import Conflict
 from accounts.security import (
     LimiterUnavailable,
     key_creation_rate_exceeded,
     login_rate_exceeded,
     signup_rate_exceeded,
 )
+from core.exceptions import Conflict
 
 
 def _too_many(request, check, *args) -> bool:

@@ -102,22 +102,32 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         api_key = request.auth if hasattr(request.auth, "scopes") else None
         if request.query_params.get("async") in ("1", "true"):
             record, _ = invocation.agent_invoke_async(
-                user=request.user, agent=agent, messages=messages, api_key=api_key,
-                bypass_cache=bypass, idempotency_key=idempotency_key(request),
-            )  # fmt: skip
+                user=request.user,
+                agent=agent,
+                messages=messages,
+                api_key=api_key,
+                bypass_cache=bypass,
+                idempotency_key=idempotency_key(request),
+            )
             return task_accepted(request, record)
         if data.validated_data["stream"]:
-            return _stream_response(invocation.agent_invoke_stream(
-                user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
-            ))  # fmt: skip
+            return _stream_response(
+                invocation.agent_invoke_stream(
+                    user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
+                )
+            )
         result = invocation.agent_invoke(
             user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
         )
         run = result.run
         body = {
-            "run": str(run.pk), "output": result.text, "cache": result.cache, "input_tokens": run.input_tokens,
-            "output_tokens": run.output_tokens, "cost": str(run.cost),
-        }  # fmt: skip
+            "run": str(run.pk),
+            "output": result.text,
+            "cache": result.cache,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cost": str(run.cost),
+        }
         headers = {
             "X-Cache": result.cache,
             **({"X-Cache-Key": result.cache_key} if result.cache_key else {}),
@@ -158,10 +168,16 @@ def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
             yield _sse("error", {"code": "provider_error", "status": error.status, "detail": str(error)})
             return
         run = stream.result.run
-        yield _sse("done", {
-            "run": str(run.pk), "cache": stream.result.cache, "input_tokens": run.input_tokens,
-            "output_tokens": run.output_tokens, "cost": str(run.cost),
-        })  # fmt: skip
+        yield _sse(
+            "done",
+            {
+                "run": str(run.pk),
+                "cache": stream.result.cache,
+                "input_tokens": run.input_tokens,
+                "output_tokens": run.output_tokens,
+                "cost": str(run.cost),
+            },
+        )
 
     response = StreamingHttpResponse(_EventStream(events(), stream), content_type="text/event-stream")
     for name, value in stream.headers.items():

@@ -17,12 +17,19 @@ class AgentsConfig(AppConfig):
         "viewer": ["agents.view_agent", "agents.view_agentrun", "agents.view_agenttype", "agents.view_languagemodel"],
         "member": ["agents.add_agent", "agents.change_agent", "agents.delete_agent", "agents.invoke_agent"],
         "operator": [
-            "agents.view_provider", "agents.add_provider", "agents.change_provider", "agents.delete_provider",
-            "agents.add_languagemodel", "agents.change_languagemodel", "agents.delete_languagemodel",
-            "agents.add_agenttype", "agents.change_agenttype", "agents.delete_agenttype",
+            "agents.view_provider",
+            "agents.add_provider",
+            "agents.change_provider",
+            "agents.delete_provider",
+            "agents.add_languagemodel",
+            "agents.change_languagemodel",
+            "agents.delete_languagemodel",
+            "agents.add_agenttype",
+            "agents.change_agenttype",
+            "agents.delete_agenttype",
             "agents.invalidate_cache",
         ],
-    }  # fmt: skip
+    }
 
     def ready(self):
         from agents import audit  # noqa: F401  (audit registry)

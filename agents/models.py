@@ -97,9 +97,13 @@ class Agent(models.Model):
     name = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True, default="", max_length=20000)
     model = models.ForeignKey(
-        LanguageModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        LanguageModel,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="Empty: the agent type's default model.",
-    )  # fmt: skip
+    )
     temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)])
     max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     use_memory = models.BooleanField(default=False)

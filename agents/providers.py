@@ -134,15 +134,22 @@ def complete(
         if provider.kind == Provider.Kind.ANTHROPIC:
             system, rest = _split_system(messages)
             response = _anthropic_client(provider).messages.create(
-                model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
-                max_tokens=max_tokens, extra_body={"temperature": temperature}, extra_headers=headers,
-            )  # fmt: skip
+                model=model.provider_model,
+                system=system or anthropic.NOT_GIVEN,
+                messages=rest,
+                max_tokens=max_tokens,
+                extra_body={"temperature": temperature},
+                extra_headers=headers,
+            )
             text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
             return Completion(text, response.usage.input_tokens, response.usage.output_tokens)
         response = _openai_client(provider).chat.completions.create(
-            model=model.provider_model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+            model=model.provider_model,
+            messages=messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
             extra_headers=headers,
-        )  # fmt: skip
+        )
         usage = response.usage
         return Completion(response.choices[0].message.content or "", usage.prompt_tokens, usage.completion_tokens)
     except (openai.OpenAIError, anthropic.AnthropicError) as error:
@@ -185,9 +192,12 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
             if provider.kind == Provider.Kind.ANTHROPIC:
                 system, rest = _split_system(messages)
                 with _anthropic_client(provider).messages.stream(
-                    model=model.provider_model, system=system or anthropic.NOT_GIVEN, messages=rest,
-                    max_tokens=max_tokens, extra_body={"temperature": temperature},
-                ) as events:  # fmt: skip
+                    model=model.provider_model,
+                    system=system or anthropic.NOT_GIVEN,
+                    messages=rest,
+                    max_tokens=max_tokens,
+                    extra_body={"temperature": temperature},
+                ) as events:
                     parts = []
                     for text in events.text_stream:
                         parts.append(text)
@@ -196,9 +206,13 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
                 result.completion = Completion("".join(parts), usage.input_tokens, usage.output_tokens)
                 return
             response = _openai_client(provider).chat.completions.create(
-                model=model.provider_model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                stream=True, stream_options={"include_usage": True},
-            )  # fmt: skip
+                model=model.provider_model,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             parts, usage, finished = [], None, False
             try:
                 for chunk in response:

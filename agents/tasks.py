@@ -15,7 +15,11 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
     agent = Agent.objects.select_related("agent_type__default_model__provider", "model__provider").get(pk=agent_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     result = agent_invoke(
-        user=user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass_cache,
+        user=user,
+        agent=agent,
+        messages=messages,
+        api_key=api_key,
+        bypass_cache=bypass_cache,
         idempotency_key=str(self.request.id),
     )
     return {"run": str(result.run.pk), "output": result.text, "cache": result.cache}

@@ -136,8 +136,11 @@ def main():
     env = {**os.environ, "DATABASE_URL": _database_url(settings), "REDIS_URL": settings.REDIS_URL}
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "platform_site.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(web_port)
         auth = {"Authorization": f"Bearer {key}"}

@@ -83,8 +83,10 @@ def load(cursor, args, rng, centres, owner_ids):
     now = datetime.now(UTC)
     sizes = owner_sizes(args.memories, args.owners, args.skew)
     started = time.perf_counter()
-    columns = ("owner_id, partition, namespace, kind, content, embedding, embedding_model, metadata, importance, "
-               "access_count, created_at, expires_at, archived")  # fmt: skip
+    columns = (
+        "owner_id, partition, namespace, kind, content, embedding, embedding_model, metadata, importance, "
+        "access_count, created_at, expires_at, archived"
+    )
     with cursor.copy(f"COPY memory_memory ({columns}) FROM STDIN") as copy:
         for owner, size in zip(owner_ids, sizes, strict=True):
             buffer = io.StringIO()
@@ -162,26 +164,34 @@ def main():
         load(cursor, args, rng, centres, [user.pk for user in users])
         started = time.perf_counter()
         cursor.execute("CREATE INDEX memory_metadata_gin ON memory_memory USING gin (metadata jsonb_path_ops)")
-        print(f"metadata GIN index: built in {time.perf_counter() - started:.1f} s, "
-              f"{index_mib(cursor, 'memory_metadata_gin'):.0f} MiB")  # fmt: skip
+        print(
+            f"metadata GIN index: built in {time.perf_counter() - started:.1f} s, "
+            f"{index_mib(cursor, 'memory_metadata_gin'):.0f} MiB"
+        )
         started = time.perf_counter()
         maintenance.reindex()
-        print(f"partial HNSW indexes (platform, {args.partitions}, concurrently): built in "
-              f"{time.perf_counter() - started:.1f} s, {index_mib(cursor, 'memory_hnsw_p%'):.0f} MiB")  # fmt: skip
+        print(
+            f"partial HNSW indexes (platform, {args.partitions}, concurrently): built in "
+            f"{time.perf_counter() - started:.1f} s, {index_mib(cursor, 'memory_hnsw_p%'):.0f} MiB"
+        )
     cursor.execute("SHOW server_version")
     version = cursor.fetchone()[0]
     cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    print(f"PostgreSQL {version}, pgvector {(cursor.fetchone() or ['?'])[0]}, {os.cpu_count()} cores, "
-          f"maintenance_work_mem {MAINTENANCE_WORK_MEM} for the global index, ef_search {settings.MEMORY_HNSW_EF_SEARCH}, "
-          f"exact scan up to {settings.MEMORY_EXACT_SEARCH_MAX_ROWS} rows")  # fmt: skip
+    print(
+        f"PostgreSQL {version}, pgvector {(cursor.fetchone() or ['?'])[0]}, {os.cpu_count()} cores, "
+        f"maintenance_work_mem {MAINTENANCE_WORK_MEM} for the global index, ef_search {settings.MEMORY_HNSW_EF_SEARCH}, "
+        f"exact scan up to {settings.MEMORY_EXACT_SEARCH_MAX_ROWS} rows"
+    )
     users = list(User.objects.filter(username__startswith="bench-").order_by("username"))
     cursor.execute("SELECT owner_id, count(*) FROM memory_memory GROUP BY owner_id")
     counts = dict(cursor.fetchall())
     users.sort(key=lambda user: -counts.get(user.pk, 0))
     sizes = [counts.get(user.pk, 0) for user in users]
-    print(f"{sum(sizes)} memories, {len(users)} owners (largest {sizes[0]}, median {sizes[len(sizes) // 2]}, "
-          f"{sum(size >= 50_000 for size in sizes)} with 50,000 or more), {args.partitions} partitions, "
-          f"{DIMENSIONS} dimensions")  # fmt: skip
+    print(
+        f"{sum(sizes)} memories, {len(users)} owners (largest {sizes[0]}, median {sizes[len(sizes) // 2]}, "
+        f"{sum(size >= 50_000 for size in sizes)} with 50,000 or more), {args.partitions} partitions, "
+        f"{DIMENSIONS} dimensions"
+    )
 
     top = max(1, len(users) // 100)
     classes = {
@@ -250,8 +260,12 @@ def search(cursor, classes, centres, args):
         f"global HNSW index: built in {time.perf_counter() - started:.1f} s, {index_mib(cursor, GLOBAL_INDEX):.0f} MiB"
     )
     # Only an HNSW index can give rows in distance order once sorts and sequential scans are off.
-    forced = {"hnsw.ef_search": str(settings.MEMORY_HNSW_EF_SEARCH), "enable_seqscan": "off", "enable_sort": "off",
-              "enable_bitmapscan": "off"}  # fmt: skip
+    forced = {
+        "hnsw.ef_search": str(settings.MEMORY_HNSW_EF_SEARCH),
+        "enable_seqscan": "off",
+        "enable_sort": "off",
+        "enable_bitmapscan": "off",
+    }
     layouts = {
         "global, filter after": {**forced, "hnsw.iterative_scan": "off"},
         "global, iterative": {**forced, "hnsw.iterative_scan": "relaxed_order"},
@@ -288,8 +302,7 @@ def upkeep(cursor, users, args):
     from accounts.models import Preferences
     from memory import maintenance
 
-    print("\nupkeep (the platform's maintenance, batch of "
-          f"{settings.MEMORY_MAINTENANCE_BATCH}):")  # fmt: skip
+    print(f"\nupkeep (the platform's maintenance, batch of {settings.MEMORY_MAINTENANCE_BATCH}):")
     for user in users[:5]:  # the five largest owners capped at 40,000 memories
         Preferences.objects.update_or_create(user=user, defaults={"memory_max_items": 40_000})
     started = time.perf_counter()
@@ -301,8 +314,10 @@ def upkeep(cursor, users, args):
     print(f"  reindex where needed: {time.perf_counter() - started:.1f} s, {rebuilt} of {args.partitions} rebuilt")
     started = time.perf_counter()
     maintenance.reindex(force=True)
-    print(f"  reindex of every partition (concurrently): {time.perf_counter() - started:.1f} s, "
-          f"{index_mib(cursor, 'memory_hnsw_p%'):.0f} MiB")  # fmt: skip
+    print(
+        f"  reindex of every partition (concurrently): {time.perf_counter() - started:.1f} s, "
+        f"{index_mib(cursor, 'memory_hnsw_p%'):.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

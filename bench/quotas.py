@@ -60,8 +60,11 @@ def main():
     )
 
     limiter = RedisLimiter()
-    policies = [p for p in applicable_policies(user=user, api_key=None, agent_type="bench", model="m", type_limits={})
-                if p[0].startswith("bench-")]  # fmt: skip
+    policies = [
+        p
+        for p in applicable_policies(user=user, api_key=None, agent_type="bench", model="m", type_limits={})
+        if p[0].startswith("bench-")
+    ]
     counters = _counters(policies, 500, 1000, time.time())
     assert len(policies) == 3, policies
 

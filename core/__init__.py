@@ -1,10 +1,10 @@
 """The kernel every app may import and that imports no app.
 
-    exceptions   the domain exceptions services raise (conflict, refused, rate limited, unavailable, upstream)
-    api_errors   the one DRF exception handler that maps them, and the documented error body
-    pagination   page sizes and the newest-first cursor
-    accepted     long operations: 202 Accepted with a Location, and the Idempotency-Key header
-    paths        path ids that are not ids: 404
-    correlation  request ids in logs and Celery tasks;  json_logs  the log line format
-    encryption   secrets kept encrypted;  schedules  periodic jobs registered from migrations
+exceptions   the domain exceptions services raise (conflict, refused, rate limited, unavailable, upstream)
+api_errors   the one DRF exception handler that maps them, and the documented error body
+pagination   page sizes and the newest-first cursor
+accepted     long operations: 202 Accepted with a Location, and the Idempotency-Key header
+paths        path ids that are not ids: 404
+correlation  request ids in logs and Celery tasks;  json_logs  the log line format
+encryption   secrets kept encrypted;  schedules  periodic jobs registered from migrations
 """

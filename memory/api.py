@@ -99,7 +99,9 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"])
     def export(self, request):
         """All your own memories as JSON lines (without embeddings), ready to import elsewhere."""
-        response = StreamingHttpResponse(selectors.memory_export(user=request.user), content_type="application/x-ndjson")
+        response = StreamingHttpResponse(
+            selectors.memory_export(user=request.user), content_type="application/x-ndjson"
+        )
         response["Content-Disposition"] = 'attachment; filename="memories.jsonl"'
         return response
 

@@ -13,7 +13,11 @@ class MemoryConfig(AppConfig):
     role_permissions = {
         "viewer": ["memory.view_memory", "memory.view_memorynamespace"],
         "member": [
-            "memory.add_memory", "memory.change_memory", "memory.delete_memory",
-            "memory.add_memorynamespace", "memory.change_memorynamespace", "memory.delete_memorynamespace",
+            "memory.add_memory",
+            "memory.change_memory",
+            "memory.delete_memory",
+            "memory.add_memorynamespace",
+            "memory.change_memorynamespace",
+            "memory.delete_memorynamespace",
         ],
-    }  # fmt: skip
+    }

@@ -22,8 +22,11 @@ class SearchForm(forms.Form):
 class ShareForm(forms.Form):
     namespace = forms.SlugField(max_length=100, initial="default")
     username = forms.CharField(max_length=150, label="With user")
-    level = forms.ChoiceField(choices=[(level, level) for level in SHARE_LEVELS], initial="view",
-                              help_text="view: they read and search it; use: their agents draw on it too.")  # fmt: skip
+    level = forms.ChoiceField(
+        choices=[(level, level) for level in SHARE_LEVELS],
+        initial="view",
+        help_text="view: they read and search it; use: their agents draw on it too.",
+    )
 
     def clean_username(self):
         user = User.objects.filter(username=self.cleaned_data["username"], is_active=True).first()

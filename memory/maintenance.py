@@ -87,8 +87,11 @@ def near_duplicates(*, since) -> list[int]:
     losers = set()
     recent = Memory.objects.live().filter(created_at__gte=since).order_by("pk")
     last = 0
-    while batch := list(recent.filter(pk__gt=last).only("pk", "owner_id", "namespace", "agent_id", "importance",
-                                                        "embedding")[: settings.MEMORY_MAINTENANCE_BATCH]):  # fmt: skip
+    while batch := list(
+        recent.filter(pk__gt=last).only("pk", "owner_id", "namespace", "agent_id", "importance", "embedding")[
+            : settings.MEMORY_MAINTENANCE_BATCH
+        ]
+    ):
         for memory in batch:
             if memory.pk in losers:
                 continue
@@ -238,8 +241,10 @@ def _build(cursor, partition: int, rows: int, *, replace: bool) -> None:
     name = INDEX_NAME.format(partition=partition)
     # About the vectors and the graph of each row, in MB; pgvector allocates it all up front for a build.
     needed = ceil(rows * (settings.MEMORY_EMBEDDING_DIMENSIONS * 4 + 400) * 1.3 / 2**20)
-    cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)",
-                   [f"{max(64, min(needed, settings.MEMORY_INDEX_BUILD_MEMORY_MB))}MB"])  # fmt: skip
+    cursor.execute(
+        "SELECT set_config('maintenance_work_mem', %s, false)",
+        [f"{max(64, min(needed, settings.MEMORY_INDEX_BUILD_MEMORY_MB))}MB"],
+    )
     try:
         cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")  # left by a build that failed
         if not replace:

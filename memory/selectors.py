@@ -149,8 +149,16 @@ class SearchPlan:
     plan: str  # exact | hnsw
 
 
-def search_plan(*, owner_id: int, vector, filters=None, k: int = 10, include_archived: bool = False,
-                for_agent: int | None = None, namespaces: list[str] | None = None) -> SearchPlan:  # fmt: skip
+def search_plan(
+    *,
+    owner_id: int,
+    vector,
+    filters=None,
+    k: int = 10,
+    include_archived: bool = False,
+    for_agent: int | None = None,
+    namespaces: list[str] | None = None,
+) -> SearchPlan:
     """The query for the k nearest memories of one owner that pass the filters: in the owner's partition,
     exact when the filtered slice is small (counting stops past the threshold), else through the
     partition's HNSW index. `namespaces`: only these (what is shared of someone else's memory)."""
@@ -165,8 +173,9 @@ def search_plan(*, owner_id: int, vector, filters=None, k: int = 10, include_arc
     # Unordered, so counting stops at the threshold (the model's default order would sort the whole slice).
     exact = include_archived or candidates.order_by().values("pk")[: threshold + 1].count() <= threshold
     ranked = candidates.defer("embedding").annotate(distance=CosineDistance("embedding", vector))
-    return SearchPlan(ranked.order_by("distance")[:k], EXACT_SETTINGS if exact else hnsw_settings(),
-                      "exact" if exact else "hnsw")  # fmt: skip
+    return SearchPlan(
+        ranked.order_by("distance")[:k], EXACT_SETTINGS if exact else hnsw_settings(), "exact" if exact else "hnsw"
+    )
 
 
 def memory_search(
@@ -211,10 +220,17 @@ def memory_search(
 def memory_export(*, user):
     """The user's own memories as JSON lines (without embeddings: they are rebuilt on import)."""
     for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
-        yield json.dumps(
-            {
-                "content": memory.content, "namespace": memory.namespace, "kind": memory.kind,
-                "metadata": memory.metadata, "importance": memory.importance, "agent_id": memory.agent_id,
-                "archived": memory.archived,
-            }
-        ) + "\n"  # fmt: skip
+        yield (
+            json.dumps(
+                {
+                    "content": memory.content,
+                    "namespace": memory.namespace,
+                    "kind": memory.kind,
+                    "metadata": memory.metadata,
+                    "importance": memory.importance,
+                    "agent_id": memory.agent_id,
+                    "archived": memory.archived,
+                }
+            )
+            + "\n"
+        )

@@ -9,8 +9,22 @@ class MemorySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Memory
-        fields = ["id", "owner", "namespace", "kind", "content", "agent", "metadata", "importance", "expires_at",
-                  "archived", "embedding_model", "access_count", "last_accessed_at", "created_at"]  # fmt: skip
+        fields = [
+            "id",
+            "owner",
+            "namespace",
+            "kind",
+            "content",
+            "agent",
+            "metadata",
+            "importance",
+            "expires_at",
+            "archived",
+            "embedding_model",
+            "access_count",
+            "last_accessed_at",
+            "created_at",
+        ]
         read_only_fields = ["id", "embedding_model", "access_count", "last_accessed_at", "created_at"]
 
 

@@ -34,9 +34,12 @@ def memory_list(request):
     if search.is_valid() and search.cleaned_data["query"]:
         filters = {name: search.cleaned_data[name] for name in ("namespace", "kind") if search.cleaned_data[name]}
         hits, plan = selectors.memory_search(
-            user=request.user, query=search.cleaned_data["query"], filters=filters, k=20,
+            user=request.user,
+            query=search.cleaned_data["query"],
+            filters=filters,
+            k=20,
             include_archived=search.cleaned_data["archived"],
-        )  # fmt: skip
+        )
         results = [hit.memory for hit in hits]
     else:
         archived = search.is_valid() and search.cleaned_data["archived"]
@@ -59,9 +62,13 @@ def namespace_share(request):
     form = ShareForm(request.POST, prefix="share")
     if form.is_valid():
         try:
-            services.namespace_share(owner=request.user, name=form.cleaned_data["namespace"],
-                                     user=form.cleaned_data["username"], level=form.cleaned_data["level"],
-                                     request=request)  # fmt: skip
+            services.namespace_share(
+                owner=request.user,
+                name=form.cleaned_data["namespace"],
+                user=form.cleaned_data["username"],
+                level=form.cleaned_data["level"],
+                request=request,
+            )
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:

@@ -7,8 +7,20 @@ from quotas.models import QuotaPolicy, UsageDaily, UsageRecord
 
 @admin.register(QuotaPolicy)
 class QuotaPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "applies_to", "role", "user", "api_key", "agent_type", "model", "requests_per_minute",
-                    "tokens_per_day", "cost_per_day", "cost_per_month", "is_active"]  # fmt: skip
+    list_display = [
+        "name",
+        "applies_to",
+        "role",
+        "user",
+        "api_key",
+        "agent_type",
+        "model",
+        "requests_per_minute",
+        "tokens_per_day",
+        "cost_per_day",
+        "cost_per_month",
+        "is_active",
+    ]
     list_filter = ["applies_to", "is_active"]
     raw_id_fields = ["user", "api_key"]
 

@@ -8,7 +8,11 @@ class QuotasConfig(AppConfig):
     role_permissions = {
         "viewer": ["quotas.view_usagedaily"],
         "operator": [
-            "quotas.view_quotapolicy", "quotas.add_quotapolicy", "quotas.change_quotapolicy",
-            "quotas.delete_quotapolicy", "quotas.view_usagerecord", "quotas.view_all_usage",
+            "quotas.view_quotapolicy",
+            "quotas.add_quotapolicy",
+            "quotas.change_quotapolicy",
+            "quotas.delete_quotapolicy",
+            "quotas.view_usagerecord",
+            "quotas.view_all_usage",
         ],
-    }  # fmt: skip
+    }

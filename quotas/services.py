@@ -221,9 +221,12 @@ def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> Non
         # The estimate was too low: charge what was reserved (the limit held) and say so.
         logger.warning(
             "usage above its reservation: %s tokens (reserved %s), %s nano-USD (reserved %s)",
-            tokens, reservation.reserved_tokens, used_cost, reservation.reserved_cost,
+            tokens,
+            reservation.reserved_tokens,
+            used_cost,
+            reservation.reserved_cost,
             extra={"metric": "quota_reservation_exceeded"},
-        )  # fmt: skip
+        )
         tokens, used_cost = min(tokens, reservation.reserved_tokens), min(used_cost, reservation.reserved_cost)
     deltas = []
     for counter in reservation.counters:
@@ -252,9 +255,12 @@ def _record_refusal(user, api_key, refusal: Refusal) -> None:
         first = False
     if first:  # one security event a minute per user and limit
         security_event_record(
-            kind=SecurityEvent.Kind.QUOTA_EXCEEDED, user=user, api_key=api_key,
-            policy=refusal.counter.policy, limit=refusal.counter.field,
-        )  # fmt: skip
+            kind=SecurityEvent.Kind.QUOTA_EXCEEDED,
+            user=user,
+            api_key=api_key,
+            policy=refusal.counter.policy,
+            limit=refusal.counter.field,
+        )
 
 
 # --- the ledger ----------------------------------------------------------------------------------------
@@ -273,9 +279,16 @@ def usage_record(
     cached: bool,
 ) -> UsageRecord:
     return UsageRecord.objects.create(
-        run_id=run_id, user=user, api_key=api_key, agent_type=agent_type, model=model,
-        input_tokens=input_tokens, output_tokens=output_tokens, cost=cost, cached=cached,
-    )  # fmt: skip
+        run_id=run_id,
+        user=user,
+        api_key=api_key,
+        agent_type=agent_type,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        cached=cached,
+    )
 
 
 def _day_start(day: date) -> datetime:

@@ -2,9 +2,9 @@ from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
 from tasks import selectors
+from tasks.models import TaskRecord, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tasks.services.records import task_retry
 from tasks.services.webhooks import delivery_replay
-from tasks.models import TaskRecord, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(TaskRecord)

@@ -1,9 +1,9 @@
 from celery import shared_task
 from django.conf import settings
 
+from tasks.models import WebhookDelivery, WebhookEndpoint
 from tasks.services import records, webhooks
 from tasks.services.delivery import webhook_attempt
-from tasks.models import WebhookDelivery, WebhookEndpoint
 from tasks.tracked import tracked_task
 
 # A slow receiver cannot hold a worker longer than this (each socket read has WEBHOOK_TIMEOUT_SECONDS).

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from core.exceptions import Conflict
 from tasks import selectors
+from tasks.forms import WebhookEndpointForm
 from tasks.services import records
 from tasks.services.webhooks import (
     webhook_endpoint_create,
@@ -19,7 +20,6 @@ from tasks.services.webhooks import (
     webhook_endpoint_update,
     webhook_ping_start,
 )
-from tasks.forms import WebhookEndpointForm
 
 
 @login_required

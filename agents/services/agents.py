@@ -32,7 +32,6 @@ def agent_update(*, agent: Agent, **fields) -> Agent:
     return agent
 
 
-
 @transaction.atomic
 def agent_delete(*, agent: Agent) -> None:
     """Delete the agent with its runs and its shares; its cached answers are no longer reachable (the key

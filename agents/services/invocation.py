@@ -127,9 +127,12 @@ class InvokeStream:
             if not isinstance(error, GeneratorExit):
                 logger.exception("stream failed")
             record_run(
-                call, status=AgentRun.Status.FAILED, error="The stream was cut off.", streamed=True,
+                call,
+                status=AgentRun.Status.FAILED,
+                error="The stream was cut off.",
+                streamed=True,
                 completion=self._partial(sent),
-            )  # fmt: skip
+            )
             raise
         breaker.record_success(provider_name)
         self.result = finish(call, upstream.completion, streamed=True)
@@ -171,4 +174,3 @@ def agent_invoke_async(*, user, agent: Agent, messages, api_key=None, bypass_cac
         },
         idempotency_key=idempotency_key,
     )
-

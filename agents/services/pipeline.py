@@ -59,6 +59,7 @@ class Call:
     reservation: object = None
     ratelimit_headers: dict = field(default_factory=dict)
 
+
 def guard_input(messages) -> list[dict]:
     """Validate the conversation and apply the content guard; returns it normalised."""
     if not isinstance(messages, list) or not messages:
@@ -258,9 +259,12 @@ def finish(call: Call, completion: Completion, *, streamed: bool = False) -> Inv
     if call.key and call.outcome == Cache.MISS:
         try:
             response_cache.store(
-                call.key, text=completion.text, input_tokens=completion.input_tokens,
-                output_tokens=completion.output_tokens, ttl=call.agent.agent_type.cache_ttl_seconds,
-            )  # fmt: skip
+                call.key,
+                text=completion.text,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                ttl=call.agent.agent_type.cache_ttl_seconds,
+            )
         except Exception as error:
             logger.warning("response cache unavailable (%s); answer not cached", error.__class__.__name__)
     release_lock(call)
@@ -343,10 +347,16 @@ def record_run(
     except IntegrityError:  # the same task, delivered twice at once, finished first elsewhere
         return AgentRun.objects.get(user=call.user, idempotency_key=call.idempotency_key, status=status)
     usage_record(
-        run_id=run.pk, user=call.user, api_key=call.api_key, agent_type=call.agent.agent_type.slug,
-        model=model.name, input_tokens=run.input_tokens, output_tokens=run.output_tokens, cost=run.cost,
+        run_id=run.pk,
+        user=call.user,
+        api_key=call.api_key,
+        agent_type=call.agent.agent_type.slug,
+        model=model.name,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        cost=run.cost,
         cached=call.outcome in (Cache.HIT, Cache.STALE),
-    )  # fmt: skip
+    )
     response_cache.count(call.agent.agent_type.slug, call.outcome)
     return run
 
@@ -355,4 +365,3 @@ def recorded_run(user, idempotency_key: str) -> AgentRun | None:
     if not idempotency_key:
         return None
     return AgentRun.objects.filter(user=user, idempotency_key=idempotency_key, status=AgentRun.Status.SUCCEEDED).first()
-

@@ -19,7 +19,6 @@ from tasks.services.webhooks import retry_delay, send_delivery_on_commit
 logger = logging.getLogger("switchboard.tasks")
 
 
-
 # A message for a delivery may run this much before its due time (clocks, ETA rounding).
 DUE_TOLERANCE = timedelta(seconds=1)
 
@@ -142,4 +141,3 @@ def _count_failure(endpoint: WebhookEndpoint, *, gone: bool) -> None:
             is_active=False, disabled_reason=reason, disabled_at=timezone.now()
         )
         logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
-

@@ -117,4 +117,3 @@ def _notify(record: TaskRecord) -> None:
     from tasks.serializers import TaskRecordSerializer
 
     webhooks_emit(owner_id=record.owner_id, event_type=f"task.{record.status}", data=TaskRecordSerializer(record).data)
-

@@ -269,8 +269,9 @@ def test_streaming_sends_server_sent_events_records_the_run_and_replays_from_the
     def stream(text):
         response = client.post(
             f"/api/v1/agents/{agent.pk}/invoke",
-            {"messages": [{"role": "user", "content": text}], "stream": True}, format="json",
-        )  # fmt: skip
+            {"messages": [{"role": "user", "content": text}], "stream": True},
+            format="json",
+        )
         assert response["Content-Type"] == "text/event-stream"
         return response, b"".join(response.streaming_content).decode()
 
@@ -352,9 +353,12 @@ def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alic
         name="claude", kind=Provider.Kind.ANTHROPIC, base_url=fake_llm.base_url.removesuffix("/v1"), max_retries=0
     )
     model = LanguageModel.objects.create(
-        name="claude-fake", provider=provider, provider_model="claude-x",
-        input_price_per_mtok=Decimal("3"), output_price_per_mtok=Decimal("15"),
-    )  # fmt: skip
+        name="claude-fake",
+        provider=provider,
+        provider_model="claude-x",
+        input_price_per_mtok=Decimal("3"),
+        output_price_per_mtok=Decimal("15"),
+    )
     agent_type = AgentType.objects.create(slug="claude-type", default_model=model, cache_ttl_seconds=0)
     agent = agent_create(owner=alice, agent_type=agent_type, name="claude", system_prompt="Be brief.")
     client = api_client(alice)
@@ -362,8 +366,9 @@ def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alic
     plain = ask(client, agent, "hello there")
     streamed = client.post(
         f"/api/v1/agents/{agent.pk}/invoke",
-        {"messages": [{"role": "user", "content": "stream me"}], "stream": True}, format="json",
-    )  # fmt: skip
+        {"messages": [{"role": "user", "content": "stream me"}], "stream": True},
+        format="json",
+    )
     body = b"".join(streamed.streaming_content).decode()
 
     assert plain.status_code == 200 and plain.json()["output"] == "echo: hello there"
@@ -377,9 +382,10 @@ def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alic
 def stream_body(client, agent, text):
     client.raise_request_exception = False
     response = client.post(
-        f"/api/v1/agents/{agent.pk}/invoke", {"messages": [{"role": "user", "content": text}], "stream": True},
+        f"/api/v1/agents/{agent.pk}/invoke",
+        {"messages": [{"role": "user", "content": text}], "stream": True},
         format="json",
-    )  # fmt: skip
+    )
     return response, b"".join(response.streaming_content).decode()
 
 
@@ -428,9 +434,10 @@ def test_an_async_invocation_with_refused_input_is_a_422_not_a_500(alice, agent,
     client = api_client(alice)
 
     response = client.post(
-        f"/api/v1/agents/{agent.pk}/invoke?async=1", {"messages": [{"role": "user", "content": "forbidden"}]},
+        f"/api/v1/agents/{agent.pk}/invoke?async=1",
+        {"messages": [{"role": "user", "content": "forbidden"}]},
         format="json",
-    )  # fmt: skip
+    )
 
     assert response.status_code == 422
 

@@ -80,12 +80,19 @@ class FakeOpenAI:
                 }
                 if body.get("stream"):
                     return self._stream(body, text, usage)
-                self._json(200, {
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": usage,
-                })  # fmt: skip
+                self._json(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                        "usage": usage,
+                    },
+                )
 
             def _stream(self, body, text, usage):
                 self.send_response(200)
@@ -93,8 +100,12 @@ class FakeOpenAI:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 words = text.split(" ")
-                base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-                        "model": body.get("model")}  # fmt: skip
+                base = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                }
                 try:
                     for index, word in enumerate(words):
                         if fake.cut_stream_after is not None and index >= fake.cut_stream_after:
@@ -122,8 +133,14 @@ class FakeOpenAI:
                     len(str(m.get("content", "")).split()) for m in messages
                 )
                 usage = {"input_tokens": input_tokens, "output_tokens": len(text.split())}
-                message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model"),
-                           "stop_reason": "end_turn", "stop_sequence": None}  # fmt: skip
+                message = {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model"),
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                }
                 if not body.get("stream"):
                     return self._json(200, {**message, "content": [{"type": "text", "text": text}], "usage": usage})
                 self.send_response(200)
@@ -131,19 +148,40 @@ class FakeOpenAI:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 events = [
-                    ("message_start", {"type": "message_start", "message": {
-                        **message, "content": [], "stop_reason": None,
-                        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
-                    ("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}}),
-                    *[("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": piece}})
-                      for piece in _pieces(text)],
+                    (
+                        "message_start",
+                        {
+                            "type": "message_start",
+                            "message": {
+                                **message,
+                                "content": [],
+                                "stop_reason": None,
+                                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                            },
+                        },
+                    ),
+                    (
+                        "content_block_start",
+                        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                    ),
+                    *[
+                        (
+                            "content_block_delta",
+                            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                        )
+                        for piece in _pieces(text)
+                    ],
                     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                       "usage": {"output_tokens": usage["output_tokens"]}}),
+                    (
+                        "message_delta",
+                        {
+                            "type": "message_delta",
+                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                            "usage": {"output_tokens": usage["output_tokens"]},
+                        },
+                    ),
                     ("message_stop", {"type": "message_stop"}),
-                ]  # fmt: skip
+                ]
                 for name, data in events:
                     self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
                 self.wfile.flush()
@@ -159,8 +197,15 @@ class FakeOpenAI:
                     vector = [(digest[i % len(digest)] - 128) / 128 for i in range(dimensions)]
                     data.append({"object": "embedding", "index": index, "embedding": vector})
                 tokens = sum(len(text.split()) for text in inputs)
-                self._json(200, {"object": "list", "data": data, "model": body.get("model"),
-                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+                self._json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": data,
+                        "model": body.get("model"),
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                    },
+                )
 
             def _json(self, status, payload):
                 raw = json.dumps(payload).encode()

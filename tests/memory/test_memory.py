@@ -23,10 +23,16 @@ def clustered_vectors(count: int, clusters: int = 20, seed: int = 1) -> list[lis
 
 def bulk_memories(user, vectors, **fields):
     Memory.objects.bulk_create(
-        Memory(owner=user, partition=partition_of(user.pk), content=f"m{n}", embedding=vector,
-               embedding_model="test", **fields)
+        Memory(
+            owner=user,
+            partition=partition_of(user.pk),
+            content=f"m{n}",
+            embedding=vector,
+            embedding_model="test",
+            **fields,
+        )
         for n, vector in enumerate(vectors)
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.django_db
@@ -210,10 +216,16 @@ def test_a_small_benchmark_set_is_searched_with_the_exact_answers_for_every_owne
         vectors = list(clustered(rng, centres, size))
         tags = ["rare" if rng.random() < 0.01 else "common" for _ in vectors]
         Memory.objects.bulk_create(
-            Memory(owner=owner, partition=partition_of(owner.pk), content=f"m{n}", embedding=vector,
-                   embedding_model="test", metadata={"tag": tag})
+            Memory(
+                owner=owner,
+                partition=partition_of(owner.pk),
+                content=f"m{n}",
+                embedding=vector,
+                embedding_model="test",
+                metadata={"tag": tag},
+            )
             for n, (vector, tag) in enumerate(zip(vectors, tags, strict=True))
-        )  # fmt: skip
+        )
     connection.cursor().execute("ANALYZE memory_memory")
     queries = list(clustered(random.Random(9), centres, 5))
 
@@ -366,9 +378,7 @@ def test_archived_memories_leave_normal_search_and_can_be_restored(alice, settin
 
     assert maintenance.archive(dry_run=True) == 1 and maintenance.archive() == 1
     assert memory_search(user=alice, query="boat")[0] == []
-    assert [h.memory.pk for h in memory_search(user=alice, query="boat", include_archived=True)[0]] == [
-        memory.pk
-    ]
+    assert [h.memory.pk for h in memory_search(user=alice, query="boat", include_archived=True)[0]] == [memory.pk]
 
     api_client(alice).patch(f"/api/v1/memories/{memory.pk}", {"archived": False}, format="json")
     assert [h.memory.pk for h in memory_search(user=alice, query="boat")[0]] == [memory.pk]

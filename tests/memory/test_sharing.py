@@ -13,9 +13,10 @@ def share(owner, name, user, level):
     namespace = client.post("/api/v1/memory-namespaces", {"name": name, "description": "shared notes"}, format="json")
     assert namespace.status_code == 201, namespace.json()
     response = client.post(
-        f"/api/v1/memory-namespaces/{namespace.json()['id']}/shares", {"user": user.username, "level": level},
+        f"/api/v1/memory-namespaces/{namespace.json()['id']}/shares",
+        {"user": user.username, "level": level},
         format="json",
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.json()
     return namespace.json()["id"]
 
@@ -36,8 +37,10 @@ def test_a_shared_namespace_is_read_and_searched_by_the_user_it_is_shared_with_a
     bob_client = api_client(bob)
 
     assert contents(bob_client.get("/api/v1/memories")) == [
-        "Bob's own note about deploys", "The deploy runbook lives in the wiki", "The release train leaves on Thursdays"
-    ]  # fmt: skip
+        "Bob's own note about deploys",
+        "The deploy runbook lives in the wiki",
+        "The release train leaves on Thursdays",
+    ]
     found = bob_client.post("/api/v1/memories/search", {"query": "deploy runbook wiki", "k": 2}, format="json")
     assert contents(found) == ["Bob's own note about deploys", "The deploy runbook lives in the wiki"]
     assert found.json()["results"][0]["memory"]["owner"] == alice.pk
@@ -148,8 +151,12 @@ def test_a_viewer_reads_memories_in_the_browser_but_cannot_write_or_share(client
     client.force_login(viewer)
 
     assert "Vera&#x27;s note" in client.get("/memories/").content.decode()
-    assert client.post("/memories/", {"content": "new", "namespace": "default", "kind": "fact",
-                                      "importance": 0.5}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            "/memories/", {"content": "new", "namespace": "default", "kind": "fact", "importance": 0.5}
+        ).status_code
+        == 403
+    )
     assert client.post(f"/memories/{memory.pk}/", {"content": "changed"}).status_code == 403
     assert client.post(f"/memories/{memory.pk}/delete/").status_code == 403
     assert client.post("/memories/share/", {"share-namespace": "default", "share-username": "vera"}).status_code == 403

@@ -132,9 +132,17 @@ def prefork_worker(django_db_setup, tmp_path_factory):
     worker = CeleryProcess(
         "worker",
         tmp_path_factory.mktemp("prefork") / "worker.log",
-        "--pool", "prefork", "--concurrency", "1", "--queues", "kill-test",
-        "--include", "tests.worker_tasks", "--without-mingle", "--without-gossip",
-    )  # fmt: skip
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        "kill-test",
+        "--include",
+        "tests.worker_tasks",
+        "--without-mingle",
+        "--without-gossip",
+    )
     worker.wait_for_log("ready.")
     yield worker
     worker.stop()
