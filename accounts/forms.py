@@ -1,10 +1,8 @@
 from django import forms
 
 from accounts.models import Preferences, User
-from accounts.scopes import key_scopes
+from accounts.scopes import default_key_scopes, key_scopes
 from accounts.services import PREFERENCE_FIELDS
-
-DEFAULT_KEY_SCOPES = ["agents:read", "agents:invoke", "memory:read", "memory:write", "tasks:read"]
 
 
 class SignupForm(forms.Form):
@@ -33,7 +31,7 @@ class ApiKeyCreateForm(forms.Form):
     scopes = forms.MultipleChoiceField(
         choices=lambda: [(scope, f"{scope} — {text}") for scope, text in key_scopes().items()],
         widget=forms.CheckboxSelectMultiple,
-        initial=DEFAULT_KEY_SCOPES,
+        initial=default_key_scopes,
     )
     expires_in_days = forms.IntegerField(
         min_value=1, max_value=3650, required=False, help_text="Leave empty for a key that does not expire."

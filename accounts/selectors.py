@@ -7,7 +7,6 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404
 from guardian.models import UserObjectPermission
-from guardian.shortcuts import get_users_with_perms
 
 from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, User
 
@@ -138,11 +137,15 @@ def owned_get(*, user: User, queryset: QuerySet, pk):
 
 
 def object_shares(*, obj) -> list[tuple[User, str]]:
-    """Who the object is shared with, and at which level."""
-    model = obj._meta.model_name
-    shares = []
-    for user, perms in get_users_with_perms(obj, attach_perms=True, with_group_users=False).items():
-        if user.pk == obj.owner_id:
-            continue
-        shares.append((user, "use" if f"use_{model}" in perms else "view"))
-    return sorted(shares, key=lambda share: share[0].username)
+    """Who the object is shared with, and at which level: one query, however many shares."""
+    use = f"use_{obj._meta.model_name}"
+    permissions = (
+        UserObjectPermission.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
+        .exclude(user_id=obj.owner_id)
+        .select_related("user", "permission")
+    )
+    shares: dict[int, tuple[User, str]] = {}
+    for permission in permissions:
+        held = shares.get(permission.user_id, (permission.user, "view"))
+        shares[permission.user_id] = (permission.user, "use" if permission.permission.codename == use else held[1])
+    return sorted(shares.values(), key=lambda share: share[0].username)

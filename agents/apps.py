@@ -11,6 +11,7 @@ class AgentsConfig(AppConfig):
         "agents:write": "Create and change agents",
         "agents:invoke": "Invoke agents",
     }
+    default_key_scopes = ["agents:read", "agents:invoke"]
 
     # Viewers read; members build and invoke their own agents; operators run the catalog and the cache.
     role_permissions = {

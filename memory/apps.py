@@ -9,6 +9,7 @@ class MemoryConfig(AppConfig):
         "memory:read": "Read and search memories",
         "memory:write": "Create, change and delete memories",
     }
+    default_key_scopes = ["memory:read", "memory:write"]
 
     role_permissions = {
         "viewer": ["memory.view_memory", "memory.view_memorynamespace"],

@@ -3,7 +3,7 @@
 `SWITCHBOARD_ENV=production` turns the defaults strict: a secret key, hosts and the service URLs must be
 given, cookies are secure and HTTPS is enforced. Without `DATABASE_URL` / `REDIS_URL` (development and
 tests only) the embedded PostgreSQL and Redis of `platform_site.embedded` are started and used.
-The README lists every variable.
+docs/configuration.md lists every variable.
 """
 
 from datetime import timedelta
@@ -325,7 +325,7 @@ MEMORY_OPENAI_BASE_URL = env.str("MEMORY_OPENAI_BASE_URL", default="")
 MEMORY_OPENAI_MODEL = env.str("MEMORY_OPENAI_MODEL", default="text-embedding-3-small")
 MEMORY_OPENAI_API_KEY_ENV = env.str("MEMORY_OPENAI_API_KEY_ENV", default="OPENAI_API_KEY")
 # Partitions (by owner) each with a partial HNSW index over live rows. Changing the count needs
-# `manage.py memory_indexes` (the indexes are built for the count the migration saw).
+# `manage.py memory_maintenance reindex` (it moves rows and builds the indexes for the new count).
 MEMORY_PARTITIONS = env.int("MEMORY_PARTITIONS", default=64)
 MEMORY_EXACT_SEARCH_MAX_ROWS = env.int("MEMORY_EXACT_SEARCH_MAX_ROWS", default=2000)  # below: exact scan
 MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)

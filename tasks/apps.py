@@ -57,6 +57,7 @@ class TasksConfig(AppConfig):
         "tasks:write": "Cancel background tasks",
         "webhooks:manage": "Manage webhook endpoints (they receive your task results)",
     }
+    default_key_scopes = ["tasks:read"]
 
     role_permissions = {
         "viewer": ["tasks.view_taskrecord", "tasks.view_webhookendpoint"],

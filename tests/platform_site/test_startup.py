@@ -1,0 +1,36 @@
+"""Starting any process (a management command, a worker, the web server) stays cheap: the provider SDKs,
+seconds of imports, load where a provider is called, never with Django."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+LOAD_EVERYTHING = """
+import sys
+import django
+
+django.setup()
+from django.urls import get_resolver
+
+get_resolver().url_patterns  # every app's API, pages and admin, as the web process loads them
+from platform_site.celery import app
+
+app.loader.import_default_modules()  # every app's task modules, as a worker loads them
+print(",".join(sorted(name for name in ("openai", "anthropic") if name in sys.modules)) or "none")
+"""
+
+
+def test_loading_django_with_every_app_imports_neither_provider_sdk():
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_EVERYTHING],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "platform_site.settings_test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "none"
