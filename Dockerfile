@@ -15,7 +15,7 @@ RUN pip install -r requirements.txt
 
 COPY . .
 # Settings need values to import; these are build-time placeholders, never used at run time.
-RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost \
+RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost FIELD_ENCRYPTION_KEYS=build-only \
     DATABASE_URL=postgresql://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
 

@@ -169,7 +169,7 @@ class PreferencesSerializer(serializers.ModelSerializer):
 
 
 class SecurityEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     api_key = serializers.CharField(source="api_key.prefix", read_only=True, allow_null=True, default=None)
 
     class Meta:

@@ -3,6 +3,7 @@
 import json
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
@@ -29,6 +30,7 @@ from core.exceptions import Refused
 from core.pagination import NewestFirst
 from core.paths import int_or_404, uuid_or_404
 from tasks.api import task_accepted
+from tasks.serializers import TaskRecordSerializer
 
 
 @extend_schema(tags=["agents"])
@@ -47,6 +49,7 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         "shares": ("agents.change_agent", "agents:write"),
         "unshare": ("agents.change_agent", "agents:write"),
     }
+    action_errors = {"invoke": (422, 429, 502, 504)}
 
     def list(self, request):
         agents = selectors.agent_list(user=request.user)
@@ -83,12 +86,13 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
             IDEMPOTENCY_KEY,
         ],
         responses={
-            200: OpenApiResponse(InvokeResultSerializer, description="The answer; `X-Cache` says how it was served."),
-            202: OpenApiResponse(description="Started in the background (?async=1): the task, with a Location."),
-            422: OpenApiResponse(description="Refused by the content policy."),
-            502: OpenApiResponse(description="The model provider failed."),
-            503: OpenApiResponse(description="The model provider is unavailable (Retry-After)."),
-            504: OpenApiResponse(description="The model provider timed out."),
+            (200, "application/json"): OpenApiResponse(
+                InvokeResultSerializer, description="The answer; `X-Cache` says how it was served."
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR, description='With "stream": true: `delta` events, then `done` or `error`.'
+            ),
+            202: OpenApiResponse(TaskRecordSerializer, description="Started in the background (?async=1)."),
         },
     )
     @action(detail=True, methods=["post"])
@@ -256,6 +260,7 @@ class CacheInvalidationView(PolicyMixin, APIView):
     """Operators: drop one cached answer, or everything of an agent, an agent type, or all (each O(1))."""
 
     action_policies = {"post": ("agents.invalidate_cache", "users:manage")}
+    action_errors = {"post": (404,)}
 
     @extend_schema(request=CacheInvalidationSerializer, responses={204: None})
     def post(self, request):

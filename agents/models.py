@@ -2,9 +2,12 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from tasks.outbound import UnsafeDestination, check_provider_url
 
 
 class Provider(models.Model):
@@ -33,6 +36,13 @@ class Provider(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.base_url:
+            try:
+                check_provider_url(self.base_url)
+            except UnsafeDestination as error:
+                raise ValidationError({"base_url": str(error)}) from error
 
 
 class LanguageModel(models.Model):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from agents.models import LanguageModel, Provider
 from core.encryption import decrypt
 from core.exceptions import UpstreamError
+from tasks.outbound import UnsafeDestination, check_provider_url
 
 logger = logging.getLogger("switchboard.providers")
 
@@ -58,6 +59,16 @@ def _client(provider: Provider):
     if client is None:
         import anthropic
         import openai
+
+        if provider.base_url:  # checked when saved, and again here: the setting or the DNS may have changed
+            try:
+                check_provider_url(provider.base_url)
+            except UnsafeDestination as error:
+                logger.error("provider %s: %s", provider.name, error, extra={"provider": provider.name})
+                raise ProviderError(
+                    f"The model provider {provider.name!r} is at an address the platform may not call.",
+                    provider_fault=False,
+                ) from error
 
         sdk = anthropic.Anthropic if provider.kind == Provider.Kind.ANTHROPIC else openai.OpenAI
         client = sdk(

@@ -8,15 +8,26 @@ and tasks never translate one by hand. The schema hook declares `request_id` on 
 so the OpenAPI schema documents what clients receive.
 """
 
-from django.core.exceptions import PermissionDenied
+import logging
+
+import redis
+from django import db
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
 from drf_standardized_errors.formatter import ExceptionFormatter as StandardExceptionFormatter
 from drf_standardized_errors.handler import ExceptionHandler as StandardExceptionHandler
 from rest_framework import exceptions
 from rest_framework.serializers import as_serializer_error
 
 from core.correlation import current_request_id
-from core.exceptions import DomainError
+from core.exceptions import DomainError, Unavailable
+from core.parsers import RequestTooLarge
+
+logger = logging.getLogger("switchboard.api")
+
+# The database or Redis down, where no step of the request had a fallback: a 503, never a 500.
+DEPENDENCY_ERRORS = (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)
 
 
 class DomainAPIException(exceptions.APIException):
@@ -38,6 +49,11 @@ class ExceptionHandler(StandardExceptionHandler):
             return exceptions.ValidationError(as_serializer_error(exc))
         if isinstance(exc, PermissionDenied):  # keep the service's reason
             return exceptions.PermissionDenied(str(exc) or None)
+        if isinstance(exc, RequestDataTooBig):  # Django's own bound on a body read whole
+            return RequestTooLarge()
+        if isinstance(exc, DEPENDENCY_ERRORS):  # a service down that no step had a fallback for
+            logger.error("a dependency failed: %r", exc, extra={"metric": "dependency_unavailable"})
+            return DomainAPIException(Unavailable())
         return super().convert_known_exceptions(exc)
 
     def get_headers(self, exc):
@@ -63,3 +79,13 @@ def add_request_id_to_error_schemas(result, generator, request, public):
             }
             schema.setdefault("required", []).append("request_id")
     return result
+
+
+def error_response(*, status: int, code: str, detail: str) -> JsonResponse:
+    """The error body, for answers made outside DRF (middleware, the 404 and 500 handlers of /api/)."""
+    body = {
+        "type": "client_error" if status < 500 else "server_error",
+        "errors": [{"code": code, "detail": detail, "attr": None}],
+        "request_id": current_request_id(),
+    }
+    return JsonResponse(body, status=status)

@@ -1,9 +1,8 @@
 """The memory API: memories (CRUD, search, import, export) and namespaces (describe, share)."""
 
-from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -76,11 +75,7 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         """The k nearest memories to a text (embedded here) or a vector, after the filters."""
         data = SearchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        options = dict(data.validated_data)
-        vector = options.pop("vector", None)
-        if vector is not None and len(vector) != settings.MEMORY_EMBEDDING_DIMENSIONS:
-            raise exceptions.ValidationError({"vector": [f"{settings.MEMORY_EMBEDDING_DIMENSIONS} numbers."]})
-        hits, plan = services.memory_recall(user=request.user, vector=vector, **options)
+        hits, plan = services.memory_recall(user=request.user, **data.validated_data)
         results = [{"memory": hit.memory, "distance": hit.distance} for hit in hits]
         return Response(SearchResultSerializer({"plan": plan, "results": results}).data)
 

@@ -17,6 +17,8 @@ from functools import cache
 
 from django.conf import settings
 
+from core.exceptions import Unavailable
+
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -50,9 +52,14 @@ class OpenAIEmbedder:
         )
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        response = self.client.embeddings.create(
-            model=self.name, input=texts, dimensions=settings.MEMORY_EMBEDDING_DIMENSIONS
-        )
+        import openai
+
+        try:
+            response = self.client.embeddings.create(
+                model=self.name, input=texts, dimensions=settings.MEMORY_EMBEDDING_DIMENSIONS
+            )
+        except openai.OpenAIError as error:
+            raise EmbedderUnavailable(error) from error
         return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
 
 
@@ -67,6 +74,26 @@ class LocalEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return [list(map(float, vector)) for vector in self.model.encode(texts, normalize_embeddings=True)]
+
+
+FLOAT32_MAX = 3.4028235e38  # pgvector stores single-precision numbers
+
+
+def unit_vector(vector) -> list[float] | None:
+    """The vector scaled to length 1, or None when it has no direction (all zeros) or a number that is
+    not finite or does not fit a float32: such a vector can match nothing (cosine distance is NaN)."""
+    values = [float(value) for value in vector]
+    if not all(math.isfinite(value) and abs(value) <= FLOAT32_MAX for value in values):
+        return None
+    norm = math.sqrt(sum(value * value for value in values))
+    if norm == 0 or not math.isfinite(norm):
+        return None
+    return [value / norm for value in values]
+
+
+class EmbedderUnavailable(Unavailable):
+    def __init__(self, error: Exception):
+        super().__init__(f"The embedding service cannot be reached ({error.__class__.__name__}); try again shortly.")
 
 
 @cache

@@ -9,6 +9,7 @@ are not prepared, see settings, so they apply).
 """
 
 import json
+import math
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from django.http import Http404
 from pgvector.django import CosineDistance
 
 from accounts.selectors import object_shares, owned_or_shared
-from memory.embeddings import embedder
+from memory.embeddings import embedder, unit_vector
 from memory.filters import compile_filters
 from memory.models import Memory, MemoryNamespace, partition_of
 
@@ -193,10 +194,12 @@ def memory_search(
     hnsw; the user's own slice decides). Namespaces shared with the user at `shared` level are searched too,
     each in its owner's partition, up to MEMORY_SEARCH_SHARED_OWNERS owners; `shared=None`: own only.
 
-    `for_agent`: only memories of that agent or of no agent (what an agent may remember).
+    `for_agent`: only memories of that agent or of no agent (what an agent may remember). A query that
+    embeds to nothing (no words) finds nothing: plan "none".
     """
+    vector = unit_vector(embedder().embed([query])[0] if vector is None else vector)
     if vector is None:
-        vector = embedder().embed([query])[0]
+        return [], "none"
     scopes = [(user.pk, None)]
     if shared:
         scopes += list(shared_scopes(user=user, level=shared).items())[: settings.MEMORY_SEARCH_SHARED_OWNERS]
@@ -211,7 +214,8 @@ def memory_search(
     for owner_id, namespaces in scopes:
         plan = search_plan(owner_id=owner_id, namespaces=namespaces, **options)
         with search_settings(plan.settings):
-            hits += [Hit(memory, memory.distance) for memory in plan.ranked]
+            # A memory stored before empty embeddings were refused has no direction: NaN, never a match.
+            hits += [Hit(memory, memory.distance) for memory in plan.ranked if math.isfinite(memory.distance)]
         plans.append(plan.plan)
     hits = sorted(hits, key=lambda hit: hit.distance)[:k]  # relaxed order is nearly sorted: sort what was found
     return hits, plans[0]

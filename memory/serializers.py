@@ -1,5 +1,7 @@
+from django.conf import settings
 from rest_framework import serializers
 
+from memory.embeddings import unit_vector
 from memory.models import Memory, MemoryNamespace
 
 
@@ -40,10 +42,21 @@ class MemoryNamespaceSerializer(serializers.ModelSerializer):
 
 class SearchSerializer(serializers.Serializer):
     query = serializers.CharField(required=False, max_length=20000)
-    vector = serializers.ListField(child=serializers.FloatField(), required=False, help_text="Instead of a query.")
+    vector = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        min_length=settings.MEMORY_EMBEDDING_DIMENSIONS,
+        max_length=settings.MEMORY_EMBEDDING_DIMENSIONS,
+        help_text=f"Instead of a query: {settings.MEMORY_EMBEDDING_DIMENSIONS} finite numbers, not all zero.",
+    )
     k = serializers.IntegerField(default=10, min_value=1, max_value=100)
     filters = serializers.DictField(required=False, default=dict)
     include_archived = serializers.BooleanField(default=False)
+
+    def validate_vector(self, vector):
+        if unit_vector(vector) is None:
+            raise serializers.ValidationError("The vector must be finite single-precision numbers, not all zero.")
+        return vector
 
     def validate(self, data):
         if ("query" in data) == ("vector" in data):
@@ -57,7 +70,9 @@ class SearchHitSerializer(serializers.Serializer):
 
 
 class SearchResultSerializer(serializers.Serializer):
-    plan = serializers.ChoiceField(choices=["exact", "hnsw"])
+    plan = serializers.ChoiceField(
+        choices=["exact", "hnsw", "none"], help_text="none: the query has no words to search by."
+    )
     results = SearchHitSerializer(many=True)
 
 

@@ -8,7 +8,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.services import object_share, object_shares_end
-from memory.embeddings import embedder
+from memory.embeddings import embedder, unit_vector
 from memory.models import Memory, MemoryNamespace, partition_of
 from memory.selectors import Hit, memory_search
 from tasks.services.records import task_start
@@ -16,13 +16,24 @@ from tasks.services.records import task_start
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")
 
 
+NOTHING_TO_EMBED = "This text has nothing the embedder can use (no words), so it could never be found."
+
+
+def _embedding(content: str) -> list[float]:
+    """The content's embedding; a text that embeds to nothing (a zero vector) is refused: no search could
+    ever find it, and its distance to every query is NaN."""
+    [vector] = embedder().embed([content])
+    if unit_vector(vector) is None:
+        raise ValidationError({"content": NOTHING_TO_EMBED})
+    return vector
+
+
 def memory_create(*, owner, content: str, **fields) -> Memory:
     unknown = set(fields) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not memory fields: {sorted(unknown)}")
-    model = embedder()
     memory = Memory(
-        owner=owner, content=content, embedding=model.embed([content])[0], embedding_model=model.name, **fields
+        owner=owner, content=content, embedding=_embedding(content), embedding_model=embedder().name, **fields
     )
     memory.full_clean(exclude=["partition"])
     memory.save()
@@ -35,8 +46,7 @@ def memory_update(*, memory: Memory, **fields) -> Memory:
     if unknown:
         raise ValueError(f"not memory fields: {sorted(unknown)}")
     if "content" in fields and fields["content"] != memory.content:
-        model = embedder()
-        memory.embedding, memory.embedding_model = model.embed([fields["content"]])[0], model.name
+        memory.embedding, memory.embedding_model = _embedding(fields["content"]), embedder().name
     for name, value in fields.items():
         setattr(memory, name, value)
     memory.full_clean(exclude=["partition"])
@@ -83,7 +93,7 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
     Every line is checked first; a malformed one stops the import before anything is written, and the
     error names its line number. Lines are embedded and written in batches.
     """
-    rows = []
+    rows, numbers = [], []
     for number, line in enumerate(lines.splitlines(), start=1):
         if not line.strip():
             continue
@@ -104,6 +114,7 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
             )
             raise ValidationError({"lines": f"Line {number}: {detail}"}) from error
         rows.append(row)
+        numbers.append(number)
     # Embed everything first, then write it all in one transaction: a failure leaves nothing half-imported.
     model = embedder()
     vectors = []
@@ -111,6 +122,9 @@ def memory_import(*, owner, lines: str, progress=None) -> dict:
         vectors += model.embed([row["content"] for row in rows[start : start + 100]])
         if progress:
             progress(90 * len(vectors) // max(len(rows), 1), f"{len(vectors)} of {len(rows)} embedded")
+    for number, vector in zip(numbers, vectors, strict=True):
+        if unit_vector(vector) is None:
+            raise ValidationError({"lines": f"Line {number}: {NOTHING_TO_EMBED}"})
     partition = partition_of(owner.pk)
     with transaction.atomic():
         Memory.objects.bulk_create(

@@ -208,6 +208,14 @@ def _stop_redis() -> None:
 # --- lifecycle ----------------------------------------------------------------------------------------
 
 
+def postgres_alive() -> bool:
+    return _postmaster() is not None
+
+
+def redis_alive() -> bool:
+    return _redis_alive()
+
+
 def started_here() -> set[str]:
     return set(_started)
 

@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
+from kombu.exceptions import ChannelError
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "platform:heartbeat"
-BROKER_CONNECT_TIMEOUT = 2.0
 
 
 @dataclass
@@ -61,8 +61,17 @@ def _probe_redis() -> None:
 
 
 def _probe_broker() -> None:
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=BROKER_CONNECT_TIMEOUT) as conn:
-        conn.ensure_connection(max_retries=1, timeout=BROKER_CONNECT_TIMEOUT)
+    """One round trip to the broker (a passive look at the default queue), bounded by its socket timeouts."""
+    with Connection(
+        settings.CELERY_BROKER_URL,
+        connect_timeout=settings.BROKER_SOCKET_TIMEOUT,
+        transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    ) as conn:
+        conn.ensure_connection(max_retries=0, timeout=settings.BROKER_SOCKET_TIMEOUT)
+        try:
+            conn.default_channel.queue_declare(queue="celery", passive=True)
+        except ChannelError:  # no such queue yet (Redis drops an empty one): the broker answered
+            pass
 
 
 def run_checks() -> dict[str, CheckResult]:

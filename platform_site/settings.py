@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from core.json_logs import JSON_FORMATTER
+from core.redis_outage import FailFast
 from platform_site import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -82,7 +83,10 @@ ALLOWED_HOSTS = [
 ]
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when SWITCHBOARD_ENV=production")
+if PRODUCTION and any(host == "*" or host.startswith("*") for host in ALLOWED_HOSTS):
+    raise ImproperlyConfigured("ALLOWED_HOSTS must name the site's hosts in production, not '*'")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "platform_site.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -114,6 +118,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.correlation.RequestIdMiddleware",
+    "core.middleware.ApiRequestGuard",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -171,6 +176,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = required_in_production("REDIS_URL", lambda: embedded.redis_url(db=0))
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+# After Redis fails to answer, calls fail at once for this long (core.redis_outage), then it is asked again.
+REDIS_RETRY_AFTER_SECONDS = env.float("REDIS_RETRY_AFTER_SECONDS", default=2)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -179,6 +186,7 @@ CACHES = {
         "OPTIONS": {
             "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
             "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"retry": FailFast()},
         },
     }
 }
@@ -203,7 +211,17 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}  # slow receivers cannot hold up other work
 # Redis redelivers a message not acknowledged within this many seconds: it must outlast any task's time
 # limit plus retry wait (checked at start-up by tasks.apps), or a slow task would run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600)}
+# Every broker connection times out: a hung broker costs a sender BROKER_SOCKET_TIMEOUT and one retry, after
+# which the task stays queued for the beat job that resends; workers and beat reconnect forever.
+BROKER_SOCKET_TIMEOUT = env.float("BROKER_SOCKET_TIMEOUT", default=1.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600),
+    "socket_timeout": BROKER_SOCKET_TIMEOUT,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 # Tracked tasks (tasks.tracked): retries with exponential backoff and jitter, and time limits, per kind.
 TASK_DEFAULT_POLICY = {
@@ -237,6 +255,9 @@ WEBHOOK_DISPATCH_INTERVAL_SECONDS = env.int("WEBHOOK_DISPATCH_INTERVAL_SECONDS",
 # Keys for secrets kept encrypted (Fernet keys, comma-separated): the first encrypts, all decrypt, so a key
 # can be rotated. Derived from SECRET_KEY when unset.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
+    # Derived from SECRET_KEY, rotating that key would make every stored secret unreadable.
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when SWITCHBOARD_ENV=production")
 
 # --- auth ---------------------------------------------------------------------------------------------
 
@@ -301,6 +322,10 @@ AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
 AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
 CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
 RESPONSE_CACHE_STALE_SECONDS = env.int("RESPONSE_CACHE_STALE_SECONDS", default=3600)
+# Providers' base URLs must resolve to public addresses (tasks.outbound), except hosts listed here ('host' or
+# 'host:port'); PROVIDER_ALLOW_PRIVATE_NETWORKS allows any (on in development, for local model servers).
+PROVIDER_ALLOWED_HOSTS = env.list("PROVIDER_ALLOWED_HOSTS", default=[])
+PROVIDER_ALLOW_PRIVATE_NETWORKS = env.bool("PROVIDER_ALLOW_PRIVATE_NETWORKS", default=not PRODUCTION)
 BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
 BREAKER_WINDOW_SECONDS = env.int("BREAKER_WINDOW_SECONDS", default=60)
 BREAKER_OPEN_SECONDS = env.int("BREAKER_OPEN_SECONDS", default=30)
@@ -395,14 +420,36 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser", "core.parsers.FormParser", "core.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
 }
 DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_FORMATTER_CLASS": "core.api_errors.ExceptionFormatter",
     "EXCEPTION_HANDLER_CLASS": "core.api_errors.ExceptionHandler",
+    "ALLOWED_ERROR_STATUS_CODES": [
+        "400",
+        "401",
+        "403",
+        "404",
+        "405",
+        "406",
+        "409",
+        "413",
+        "415",
+        "422",
+        "429",
+        "500",
+        "502",
+        "503",
+        "504",
+    ],
+    "ERROR_SCHEMAS": {
+        status: "core.schema.ErrorResponseSerializer"
+        for status in ("400", "409", "413", "422", "429", "502", "503", "504")
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Switchboard API",
@@ -436,6 +483,11 @@ SPECTACULAR_SETTINGS = {
         "core.api_errors.add_request_id_to_error_schemas",
     ],
 }
+
+# Request bodies: larger ones are answered 413, deeper JSON 400 (core.parsers).
+REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=5 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # the browser's forms, the same bound
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 
 # --- logging: JSON lines with the request id and user id (core.correlation) --------------------------
 

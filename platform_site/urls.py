@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import permissions, routers
 
@@ -47,4 +47,7 @@ urlpatterns = [
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^api/", views.api_not_found),  # last: any other /api/ path is the API's JSON 404
 ]
+
+handler500 = "platform_site.views.server_error"

@@ -1,9 +1,32 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 
+from core.api_errors import error_response
 from tasks.selectors import webhook_endpoints_disabled
 
 
 @login_required
 def dashboard(request):
     return render(request, "dashboard.html", {"disabled_endpoints": webhook_endpoints_disabled(user=request.user)})
+
+
+@csrf_exempt  # nothing is done here, and a 403 page would hide the 404
+def api_not_found(request, *args, **kwargs):
+    """Any /api/ path no route matches: the API's JSON 404, never an HTML page."""
+    return error_response(status=404, code="not_found", detail="No API endpoint at this path.")
+
+
+def csrf_failure(request, reason=""):
+    """A form posted without its CSRF token: JSON under /api/ (the API's own views check sessions' tokens)."""
+    if request.path.startswith("/api/"):
+        return error_response(status=403, code="permission_denied", detail=f"CSRF check failed: {reason}")
+    return csrf.csrf_failure(request, reason)
+
+
+def server_error(request):
+    """An error no view handled: JSON under /api/ (the request id is in the body and the log), a page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response(status=500, code="error", detail="Server Error (500)")
+    return defaults.server_error(request)

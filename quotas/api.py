@@ -26,6 +26,7 @@ class UsageView(PolicyMixin, APIView):
     """Your usage (operators: anyone's, or everyone's), from the daily roll-up (up to 5 minutes behind)."""
 
     action_policies = {"get": ("quotas.view_usagedaily", "account:read")}
+    action_errors = {"get": (404,)}
 
     @extend_schema(
         parameters=[

@@ -215,19 +215,21 @@ def _admit_without_redis(reservation: Reservation, error: Exception):
 
 
 def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> None:
-    """Replace the reserved worst case with what was really used (never more than reserved is charged)."""
+    """Replace the reserved worst case with what was really used, as the ledger records it.
+
+    A provider may spend past the reservation (one that ignores max_tokens): the excess is counted too, so
+    the counters keep agreeing with the ledger and, once a budget is overrun, the next request is refused.
+    """
     used_cost = math.ceil(cost * NANO)
     if tokens > reservation.reserved_tokens or used_cost > reservation.reserved_cost:
-        # The estimate was too low: charge what was reserved (the limit held) and say so.
         logger.warning(
-            "usage above its reservation: %s tokens (reserved %s), %s nano-USD (reserved %s)",
+            "usage above its reservation, charged in full: %s tokens (reserved %s), %s nano-USD (reserved %s)",
             tokens,
             reservation.reserved_tokens,
             used_cost,
             reservation.reserved_cost,
             extra={"metric": "quota_reservation_exceeded"},
         )
-        tokens, used_cost = min(tokens, reservation.reserved_tokens), min(used_cost, reservation.reserved_cost)
     deltas = []
     for counter in reservation.counters:
         dimension = LIMITS_BY_FIELD[counter.field][0]

@@ -1,7 +1,7 @@
 """The tasks API: the caller's tasks (poll, cancel) and webhook endpoints (with a test send)."""
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -41,6 +41,7 @@ class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
         "retrieve": ("tasks.view_taskrecord", "tasks:read"),
         "cancel": ("tasks.change_taskrecord", "tasks:write"),
     }
+    action_errors = {"cancel": (409,)}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -50,9 +51,7 @@ class TaskViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
     def retrieve(self, request, pk=None):
         return Response(TaskRecordSerializer(selectors.task_get(user=request.user, pk=uuid_or_404(pk))).data)
 
-    @extend_schema(
-        request=None, responses={200: TaskRecordSerializer, 409: OpenApiResponse(description="Already finished.")}
-    )
+    @extend_schema(request=None, responses={200: TaskRecordSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         record = selectors.task_get(user=request.user, pk=uuid_or_404(pk))

@@ -1,4 +1,5 @@
-"""Outbound HTTP to user-given URLs (webhooks) that cannot be turned against our own network (SSRF).
+"""Outbound HTTP to user- or operator-given URLs (webhooks, model providers) that cannot be turned against our
+own network (SSRF).
 
 A destination must resolve only to public addresses: loopback, private, link-local (cloud metadata at
 169.254.169.254), shared, reserved, multicast and unspecified addresses are refused, in IPv4 and IPv6,
@@ -8,6 +9,10 @@ endpoint is registered and again at each send, where the connection is made to t
 the check and the connected peer is checked once more, so a DNS answer that changes in between (DNS
 rebinding) gets nowhere. Redirects are never followed. WEBHOOK_ALLOWED_HOSTS lets a development setup reach
 named hosts (`host` or `host:port`) anyway.
+
+Providers' base URLs go through the same check (`check_provider_url`) when they are saved and when a client
+is made for them; local model servers are a real use, so PROVIDER_ALLOWED_HOSTS names hosts that may be
+private and PROVIDER_ALLOW_PRIVATE_NETWORKS (on in development) allows any.
 """
 
 import http.client
@@ -52,8 +57,8 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def _allow_listed(host: str, port: int) -> bool:
-    allowed = settings.WEBHOOK_ALLOWED_HOSTS
+def _allow_listed(host: str, port: int, allowed=None) -> bool:
+    allowed = settings.WEBHOOK_ALLOWED_HOSTS if allowed is None else allowed
     return host in allowed or f"{host}:{port}" in allowed
 
 
@@ -75,14 +80,14 @@ def _parse(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-def resolve_checked(host: str, port: int) -> list[str]:
+def resolve_checked(host: str, port: int, allowed=None) -> list[str]:
     """The addresses of `host`, all of them public (or the host allow-listed); else UnsafeDestination."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
         raise UnsafeDestination(f"The host {host!r} does not resolve.") from error
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not _allow_listed(host, port):
+    if not _allow_listed(host, port, allowed):
         for address in addresses:
             if not is_public_address(address):
                 raise UnsafeDestination(f"The host {host!r} resolves to a non-public address ({address}).")
@@ -93,6 +98,22 @@ def check_url(url: str) -> None:
     """Raise UnsafeDestination unless `url` may receive webhooks now."""
     _, host, port, _ = _parse(url)
     resolve_checked(host, port)
+
+
+def check_provider_url(url: str) -> None:
+    """Raise UnsafeDestination unless a model provider may be called at `url` (see the module's docstring)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeDestination("A provider's base URL is an http or https URL with a host.")
+    if parts.username or parts.password:
+        raise UnsafeDestination("Give the provider's key as its credential, not in the URL.")
+    if settings.PROVIDER_ALLOW_PRIVATE_NETWORKS:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise UnsafeDestination("The URL's port is not valid.") from error
+    resolve_checked(parts.hostname, port, allowed=settings.PROVIDER_ALLOWED_HOSTS)
 
 
 def _check_peer(sock: socket.socket, host: str, port: int) -> None:

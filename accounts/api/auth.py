@@ -5,7 +5,6 @@ from django.conf import settings
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 from accounts import serializers, services
 from accounts.permissions import PolicyMixin
 from accounts.security import TooManyAttempts, login_rate_exceeded, signup_rate_exceeded
+from core.parsers import JSONParser
 
 
 class LockedOut(exceptions.Throttled):
@@ -21,11 +21,13 @@ class LockedOut(exceptions.Throttled):
 
 class PublicJSONView(APIView):
     permission_classes = [AllowAny]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser]  # a cross-site HTML form cannot post JSON: no login CSRF
 
 
 @extend_schema(tags=["auth"])
 class SignupView(PublicJSONView):
+    action_errors = {"post": (429,)}
+
     @extend_schema(request=serializers.SignupSerializer, responses={201: serializers.MeSerializer})
     def post(self, request):
         if not settings.REGISTRATION_OPEN:
@@ -41,6 +43,8 @@ class SignupView(PublicJSONView):
 @extend_schema(tags=["auth"])
 class LoginView(PublicJSONView):
     """Start a browser-style session (cookie); agents use API keys instead."""
+
+    action_errors = {"post": (429,)}
 
     @extend_schema(request=serializers.LoginSerializer, responses={200: serializers.MeSerializer})
     def post(self, request):

@@ -24,6 +24,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
         "rotate": ("accounts.change_apikey", "keys:manage"),
         "revoke": ("accounts.change_apikey", "keys:manage"),
     }
+    action_errors = {"create": (429,), "rotate": (409, 429)}
 
     queryset = ApiKey.objects.none()  # for the schema only; reads go through selectors
 

@@ -20,6 +20,7 @@ class UserViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixin):
         "create": ("accounts.add_user", "users:manage"),
         "partial_update": ("accounts.manage_roles", "users:manage"),
     }
+    action_errors = {"partial_update": (409,)}
 
     def get_queryset(self):
         return selectors.user_list()

@@ -30,6 +30,7 @@ from agents.services.pipeline import (
     release_lock,
     serve_from_cache,
     settle_quota,
+    token_upper_bound,
 )
 from core.exceptions import Refused
 from tasks.services.records import task_start
@@ -138,12 +139,12 @@ class InvokeStream:
         self.result = finish(call, upstream.completion, streamed=True)
 
     def _partial(self, sent: list[str]) -> Completion | None:
-        """Usage of an answer that did not complete, estimated from the prompt and what was sent."""
+        """Usage of an answer that did not complete, which the provider never reported: charged at an upper
+        bound (a token is at least one UTF-8 byte), the whole prompt and every byte generated so far."""
         if not sent:
             return None
         text = "".join(sent)
-        prompt_words = sum(len(m["content"].split()) for m in self.call.prompt)
-        return Completion(text, prompt_words, len(text.split()))
+        return Completion(text, token_upper_bound([m["content"] for m in self.call.prompt]), len(text.encode()))
 
 
 def _replay(text: str):

@@ -63,7 +63,8 @@ def test_a_stream_the_provider_cuts_off_is_an_error_and_is_not_cached(alice, age
 
     assert "event: error" in body and "event: done" not in body
     run = AgentRun.objects.get()
-    assert run.status == "failed" and run.output_tokens == 2, "the partial answer is still recorded and charged"
+    # the partial answer is still recorded, and charged at an upper bound: every byte of "echo: tell "
+    assert run.status == "failed" and run.output_tokens == len(b"echo: tell ")
     fake_llm.cut_stream_after = None
     assert stream_body(api_client(alice), agent, "tell me more")[0]["X-Cache"] == "MISS"
 

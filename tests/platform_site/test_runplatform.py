@@ -25,6 +25,33 @@ def get_json(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
+def wait_ready(port: int, timeout: float = 90, heartbeat: bool = True) -> tuple[int, dict]:
+    deadline = time.monotonic() + timeout
+    status, body = 0, {}
+    while time.monotonic() < deadline:
+        try:
+            status, body = get_json(f"http://127.0.0.1:{port}/readyz")
+        except OSError:
+            status = 0
+        if status == 200 and (not heartbeat or body["heartbeat"]["status"] == "ok"):
+            break
+        time.sleep(0.5)
+    return status, body
+
+
+def children(pid: int, *words: str) -> list[psutil.Process]:
+    """The processes `pid` started whose command line has all the words."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if all(word in command for word in words):
+            found.append(child)
+    return found
+
+
 def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_started(tmp_path):
     # `make run` is `manage.py runplatform` once .venv exists; here with its own var/ and port.
     port = free_port()
@@ -41,19 +68,25 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
-        status, body = 0, {}
-        while time.monotonic() < deadline and not (status == 200 and body["heartbeat"]["status"] == "ok"):
-            time.sleep(0.5)
-            try:
-                status, body = get_json(f"http://127.0.0.1:{port}/readyz")
-            except OSError:
-                continue
+        status, body = wait_ready(port)
         printed = output.read_text()
         assert status == 200, printed[-3000:]
         assert body["heartbeat"]["status"] == "ok", "beat and the worker did not record a heartbeat"
         assert f"http://127.0.0.1:{port}/admin/" in printed
         assert "operator  password: " in printed and "demo      password: " in printed
+
+        # When the worker dies, the web goes on serving and the worker is started again
+        [worker] = children(platform.pid, "celery", "worker")
+        worker.kill()
+        assert wait_ready(port, timeout=30, heartbeat=False)[0] == 200
+        _wait_for(lambda: "worker exited with code -9; restarting it" in output.read_text(), "no restart reported")
+        _wait_for(lambda: any(p.pid != worker.pid for p in children(platform.pid, "celery", "worker")), "no worker")
+
+        # When the embedded Redis dies, it is started again
+        [redis] = [psutil.Process(pid) for pid in _pids_mentioning(str(tmp_path), "redis-server")]
+        redis.kill()
+        _wait_for(lambda: "the embedded Redis is running again" in output.read_text(), "Redis was not restarted")
+        assert wait_ready(port, timeout=30, heartbeat=False)[0] == 200
     finally:
         os.killpg(platform.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         platform.wait(timeout=60)
@@ -61,6 +94,23 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
     assert "Stopping embedded postgres, redis" in output.read_text()
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def _wait_for(condition, message: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(message)
+
+
+def _pids_mentioning(*words: str) -> list[int]:
+    return [
+        process.pid
+        for process in psutil.process_iter(["cmdline"])
+        if all(word in " ".join(process.info["cmdline"] or []) for word in words)
+    ]
 
 
 def processes_mentioning(text: str) -> list[str]:

@@ -11,6 +11,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "switchboard.example.com",
     "DATABASE_URL": "postgresql://switchboard:secret@db.internal:5432/switchboard",
     "REDIS_URL": "redis://redis.internal:6379/0",
+    "FIELD_ENCRYPTION_KEYS": "jXwx-JjiMaeqdK9lMH4NRONXIsT97sy5CdRT7eLRGTE=",
 }
 
 
@@ -68,3 +69,11 @@ def test_demo_data_is_never_loaded_in_production():
 
     assert result.returncode == 1
     assert "demo data is never loaded in production" in result.stderr
+
+
+def test_production_refuses_every_host_and_a_derived_encryption_key():
+    wildcard = manage("check", env={**PRODUCTION_ENV, "ALLOWED_HOSTS": "*"})
+    no_keys = manage("check", env={k: v for k, v in PRODUCTION_ENV.items() if k != "FIELD_ENCRYPTION_KEYS"})
+
+    assert wildcard.returncode != 0 and "not '*'" in wildcard.stderr
+    assert no_keys.returncode != 0 and "FIELD_ENCRYPTION_KEYS must be set" in no_keys.stderr

@@ -68,16 +68,6 @@ def test_settle_release_and_cache_hits_through_the_pipeline(alice, agent, fake_l
 
 
 @pytest.mark.django_db
-def test_usage_above_the_reservation_is_charged_at_the_reservation_and_logged(alice):
-    QuotaPolicy.objects.create(name="budget", tokens_per_day=1000)
-    reservation = admit(alice, tokens=900)
-
-    quota_settle(reservation=reservation, tokens=3000, cost=Decimal(0))
-
-    assert counter("budget", alice, "tokens_per_day") == 900
-
-
-@pytest.mark.django_db
 def test_a_release_after_a_redis_restart_never_drives_a_counter_below_zero(alice):
     QuotaPolicy.objects.create(name="budget", tokens_per_day=1000)
     before_restart = admit(alice, tokens=900)

@@ -1,6 +1,5 @@
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,12 +9,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
 from platform_site import embedded
+from platform_site.supervisor import Supervisor, read_procfile
 
 
 class Command(BaseCommand):
     help = (
         "Run the whole platform for development: embedded services, migrations, demo data, then web, "
-        "Celery worker and Celery beat from the Procfile. Ctrl-C stops all of it."
+        "Celery worker and Celery beat from the Procfile, each started again if it exits. Ctrl-C stops all of it."
     )
 
     def add_arguments(self, parser):
@@ -47,6 +47,7 @@ class Command(BaseCommand):
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOST": host,
+            "PORT": str(port),
             "PYTHONUNBUFFERED": "1",
             # Children use the services started here instead of starting their own.
             "DATABASE_URL": os.environ.get("DATABASE_URL") or embedded.postgres_url(),
@@ -58,21 +59,24 @@ class Command(BaseCommand):
             self.style.SUCCESS("Switchboard is starting:")
             + f"\n  browser   {base}/\n  admin     {base}/admin/\n  API docs  {base}/api/docs/"
             + f"\n  API       {base}/api/v1/\n  health    {base}/healthz  {base}/readyz\n"
-            + "Press Ctrl-C to stop everything."
+            + "A process that exits is started again. Press Ctrl-C to stop everything."
         )
-        honcho = subprocess.Popen(
-            [str(bin_dir / "honcho"), "start", "-f", str(settings.BASE_DIR / "Procfile"), "-p", str(port)],
-            cwd=settings.BASE_DIR,
+        supervisor = Supervisor(
+            read_procfile(settings.BASE_DIR / "Procfile"),
             env=child_env,
+            cwd=settings.BASE_DIR,
+            services=self._embedded_services(),
+            out=self.stdout,
         )
-        signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
-        try:
-            honcho.wait()
-        except KeyboardInterrupt:
-            # From a terminal honcho got the SIGINT too; sent to this process alone, it did not. Either way
-            # ask it to stop web, worker and beat, and give it time.
-            honcho.terminate()
-            try:
-                honcho.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                honcho.kill()
+        signal.signal(signal.SIGTERM, supervisor.stop)
+        signal.signal(signal.SIGINT, supervisor.stop)
+        supervisor.run()
+
+    def _embedded_services(self) -> dict:
+        """The embedded servers this run depends on, to be started again if they die."""
+        services = {}
+        if "DATABASE_URL" not in os.environ:
+            services["PostgreSQL"] = (embedded.postgres_alive, embedded.ensure_postgres)
+        if "REDIS_URL" not in os.environ:
+            services["Redis"] = (embedded.redis_alive, embedded.ensure_redis)
+        return services
