@@ -30,6 +30,7 @@ class AccountsConfig(AppConfig):
     }
 
     def ready(self):
-        from accounts import audit, roles, schema, signals  # noqa: F401  (audit registry, schema, login events)
+        # audit registry, schema extensions, login events, cache invalidation
+        from accounts import audit, invalidation, roles, schema, signals  # noqa: F401
 
         post_migrate.connect(roles.on_post_migrate, sender=self, dispatch_uid="accounts.roles_sync")

@@ -7,13 +7,14 @@ every process.
 
 import re
 
+from asgiref.sync import sync_to_async
 from auditlog.context import auditlog_value
 from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 from accounts.models import KEY_PREFIX, SecurityEvent
 from accounts.security import client_ip
-from accounts.services import ApiKeyRejected, apikey_authenticate, security_event_record
+from accounts.services import ApiKeyRejected, apikey_authenticate, apikey_authenticate_async, security_event_record
 from core.correlation import user_id_var
 
 INVALID_CREDENTIALS = "Invalid or missing credentials."
@@ -45,24 +46,49 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = b"bearer"
 
     def authenticate(self, request):
-        refuse_keys_in_query_string(request)
+        raw_key = self._presented(request)
+        if raw_key is None:
+            return None
+        try:
+            key = apikey_authenticate(raw_key=raw_key, request=request)
+        except ApiKeyRejected as rejected:
+            self._rejected(request, rejected)
+        return self._authenticated(key)
+
+    async def authenticate_async(self, request):
+        """The same on the event loop: the key comes from the process's cache; a rejection, which writes a
+        security event, is recorded in a thread."""
+        if request.query_params:
+            await sync_to_async(refuse_keys_in_query_string)(request)
+        raw_key = self._presented(request, query_checked=True)
+        if raw_key is None:
+            return None
+        try:
+            key = await apikey_authenticate_async(raw_key=raw_key)
+        except ApiKeyRejected as rejected:
+            await sync_to_async(self._rejected)(request, rejected)
+        return self._authenticated(key)
+
+    def _presented(self, request, query_checked: bool = False) -> str | None:
+        if not query_checked:
+            refuse_keys_in_query_string(request)
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword:
             return None
-        try:
-            if len(header) != 2:
-                raise ApiKeyRejected("malformed")
-            key = apikey_authenticate(raw_key=header[1].decode("ascii", errors="replace"), request=request)
-        except ApiKeyRejected as rejected:
-            if _first_in_a_while(request, rejected):
-                security_event_record(
-                    kind=SecurityEvent.Kind.KEY_REJECTED,
-                    request=request,
-                    user=rejected.key.user if rejected.key else None,
-                    api_key=rejected.key,
-                    reason=rejected.reason,
-                )
-            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
+        return header[1].decode("ascii", errors="replace") if len(header) == 2 else ""
+
+    def _rejected(self, request, rejected: ApiKeyRejected):
+        if _first_in_a_while(request, rejected):
+            security_event_record(
+                kind=SecurityEvent.Kind.KEY_REJECTED,
+                request=request,
+                user=rejected.key.user if rejected.key else None,
+                api_key=rejected.key,
+                reason=rejected.reason,
+            )
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
+
+    def _authenticated(self, key):
         user_id_var.set(key.user.pk)
         audit_context = auditlog_value.get(None)
         if audit_context is not None:

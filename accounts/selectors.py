@@ -136,6 +136,11 @@ def owned_get(*, user: User, queryset: QuerySet, pk):
     return obj
 
 
+def object_shares_by_id(*, obj) -> list[tuple[int, str]]:
+    """(user id, level) of each user the object is shared with."""
+    return [(user.pk, level) for user, level in object_shares(obj=obj)]
+
+
 def object_shares(*, obj) -> list[tuple[User, str]]:
     """Who the object is shared with, and at which level: one query, however many shares."""
     use = f"use_{obj._meta.model_name}"

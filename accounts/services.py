@@ -32,6 +32,7 @@ from accounts.models import (
 from accounts.roles import STAFF_ROLES
 from accounts.scopes import key_scopes
 from accounts.security import client_ip, user_agent
+from core import local_cache
 from core.correlation import current_request_id
 from core.exceptions import Conflict
 
@@ -366,36 +367,57 @@ def apikeys_expire_due(*, now: datetime | None = None) -> int:
 
 
 def apikey_authenticate(*, raw_key: str, request) -> ApiKey:
-    """The active key matching `raw_key`, with its user loaded; raises ApiKeyRejected with the reason."""
+    """The active key matching `raw_key`, with its user loaded; raises ApiKeyRejected with the reason.
+
+    The key is read once per process (core.local_cache: dropped everywhere when it or its user changes),
+    so a revocation holds in every process within milliseconds of its commit.
+    """
+    key_id, secret = _parsed(raw_key)
+    key = _checked(local_cache.get("apikey", key_id, load=lambda: _key_record(key_id)), secret)
+    _touch_last_used(key, client_ip(request), timezone.now())
+    return key
+
+
+async def apikey_authenticate_async(*, raw_key: str) -> ApiKey:
+    """apikey_authenticate for async code; the last use is written by the run recorder (agents.recording)."""
+    key_id, secret = _parsed(raw_key)
+    return _checked(await local_cache.aget("apikey", key_id, load=lambda: _key_record(key_id)), secret)
+
+
+def _parsed(raw_key: str) -> tuple[str, str]:
     parsed = parse_key(raw_key)
     if parsed is None:
         raise ApiKeyRejected("malformed")
-    key_id, secret = parsed
+    return parsed
+
+
+def _key_record(key_id: str) -> ApiKey | None:
+    """The key with its user, and the user's role and permissions worked out: all authentication and
+    authorization read, so a cached key answers them without the database."""
     key = ApiKey.objects.select_related("user").filter(key_id=key_id).first()
+    if key is not None:
+        key.user.role  # noqa: B018  (kept on the user object)
+        key.user.get_all_permissions()  # likewise
+    return key
+
+
+def _checked(key: ApiKey | None, secret: str) -> ApiKey:
     if key is None:
         raise ApiKeyRejected("unknown")
     now = timezone.now()
     presented = hash_key_secret(secret)
-    if hmac.compare_digest(presented, key.secret_hash):
-        used_secret = "current"
-    elif (
-        key.previous_secret_hash
-        and key.previous_valid_until
-        and hmac.compare_digest(presented, key.previous_secret_hash)
-    ):
+    if not hmac.compare_digest(presented, key.secret_hash):
+        previous = key.previous_secret_hash and hmac.compare_digest(presented, key.previous_secret_hash)
+        if not previous or key.previous_valid_until is None:
+            raise ApiKeyRejected("wrong_secret", key)
         if key.previous_valid_until <= now:
             raise ApiKeyRejected("rotated_out", key)
-        used_secret = "previous"
-    else:
-        raise ApiKeyRejected("wrong_secret", key)
     if key.revoked_at is not None:
         raise ApiKeyRejected(key.revoke_reason or "revoked", key)
     if key.expires_at is not None and key.expires_at <= now:
         raise ApiKeyRejected("expired", key)
     if not key.user.is_active:
         raise ApiKeyRejected("user_inactive", key)
-    _touch_last_used(key, client_ip(request), now)
-    key.used_secret = used_secret
     return key
 
 

@@ -2,16 +2,18 @@
 
 import json
 
+from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
-from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.sharing import SharingMixin
+from accounts.models import ApiKey
 from accounts.permissions import PolicyMixin
+from accounts.security import client_ip
 from agents import selectors
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
 from agents.providers import ProviderError
@@ -26,6 +28,7 @@ from agents.serializers import (
 )
 from agents.services import agents, catalog, invocation
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
+from core.async_views import AsyncAPIView
 from core.exceptions import Refused
 from core.pagination import NewestFirst
 from core.paths import int_or_404, uuid_or_404
@@ -45,11 +48,9 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         "create": ("agents.add_agent", "agents:write"),
         "partial_update": ("agents.change_agent", "agents:write"),
         "destroy": ("agents.delete_agent", "agents:write"),
-        "invoke": ("agents.invoke_agent", "agents:invoke"),
         "shares": ("agents.change_agent", "agents:write"),
         "unshare": ("agents.change_agent", "agents:write"),
     }
-    action_errors = {"invoke": (422, 429, 502, 504)}
 
     def list(self, request):
         agents = selectors.agent_list(user=request.user)
@@ -76,7 +77,17 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         agents.agent_delete(agent=selectors.agent_get_owned(user=request.user, pk=int_or_404(pk)))
         return Response(status=204)
 
+
+@extend_schema(tags=["agents"])
+class AgentInvokeView(PolicyMixin, AsyncAPIView):
+    """Invoke an agent: async from end to end (core.async_views), so one process holds many calls at once,
+    and the gateway path (platform_site.asgi) serves it without Django's sync middleware."""
+
+    action_policies = {"post": ("agents.invoke_agent", "agents:invoke")}
+    action_errors = {"post": (404, 422, 429, 502, 504)}
+
     @extend_schema(
+        operation_id="agents_invoke",
         request=InvokeSerializer,
         parameters=[
             OpenApiParameter("async", bool, description="Answer 202 with a task to poll instead of waiting."),
@@ -95,34 +106,25 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
             202: OpenApiResponse(TaskRecordSerializer, description="Started in the background (?async=1)."),
         },
     )
-    @action(detail=True, methods=["post"])
-    def invoke(self, request, pk=None):
+    async def post(self, request, pk):
         """Send a conversation to the agent. With `"stream": true` the answer comes as server-sent events."""
-        agent = selectors.agent_get(user=request.user, pk=int_or_404(pk), level="use")
+        agent = await selectors.agent_get_for_invocation(user=request.user, pk=int_or_404(pk))
         data = InvokeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        messages = [dict(message) for message in data.validated_data["messages"]]
-        bypass = "no-cache" in request.headers.get("Cache-Control", "")
-        api_key = request.auth if hasattr(request.auth, "scopes") else None
+        call = {
+            "user": request.user,
+            "agent": agent,
+            "messages": [dict(message) for message in data.validated_data["messages"]],
+            "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
+            "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
+        }
         if request.query_params.get("async") in ("1", "true"):
-            record, _ = invocation.agent_invoke_async(
-                user=request.user,
-                agent=agent,
-                messages=messages,
-                api_key=api_key,
-                bypass_cache=bypass,
-                idempotency_key=idempotency_key(request),
-            )
+            start = sync_to_async(invocation.agent_invoke_async)
+            record, _ = await start(**call, idempotency_key=idempotency_key(request))
             return task_accepted(request, record)
         if data.validated_data["stream"]:
-            return _stream_response(
-                invocation.agent_invoke_stream(
-                    user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
-                )
-            )
-        result = invocation.agent_invoke(
-            user=request.user, agent=agent, messages=messages, api_key=api_key, bypass_cache=bypass
-        )
+            return _stream_response(await invocation.agent_invoke_stream(**call, client_ip=client_ip(request)))
+        result = await invocation.agent_invoke(**call, client_ip=client_ip(request))
         run = result.run
         body = {
             "run": str(run.pk),
@@ -145,25 +147,24 @@ def _sse(event: str, data: dict) -> str:
 
 
 class _EventStream:
-    """The response body: its `close()` reaches the invocation even if the body is never read."""
+    """The response body (async): its `close()` reaches the invocation even if the body is never read."""
 
     def __init__(self, events, stream):
         self._events, self._stream = events, stream
 
-    def __iter__(self):
-        return iter(self._events)
+    def __aiter__(self):
+        return self._events.__aiter__()
 
     def close(self):
-        self._events.close()
         self._stream.close()
 
 
 def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
     """Server-sent events: `delta` events with text, then `done` (run, cache, usage) or `error`."""
 
-    def events():
+    async def events():
         try:
-            for chunk in stream:
+            async for chunk in stream:
                 yield _sse("delta", {"text": chunk})
         except Refused as refusal:
             yield _sse("error", {"code": "refused", "detail": str(refusal)})

@@ -33,7 +33,7 @@ class AgentsConfig(AppConfig):
     }
 
     def ready(self):
-        from agents import audit  # noqa: F401  (audit registry)
+        from agents import audit, invalidation  # noqa: F401  (audit registry, cache invalidation)
         from agents.services.catalog import catalog_ensure_builtins
 
         post_migrate.connect(catalog_ensure_builtins, sender=self, dispatch_uid="agents.builtins")

@@ -3,16 +3,42 @@
 BREAKER_FAILURES failures within BREAKER_WINDOW_SECONDS open it: calls then fail at once with a 503 for
 BREAKER_OPEN_SECONDS. After that the next call is a trial: success closes the breaker, failure opens it
 again at once. With Redis unreachable the breaker stands aside (calls go through) and says so in the log.
+
+A provider's keys share its hash tag (`sb:cb:{name}:...`), so the scripts work on Redis Cluster. A success
+is recorded in the caller's closing pipeline (`success_keys`), not in a round trip of its own.
 """
 
 import logging
 
 from django.conf import settings
-from django_redis import get_redis_connection
 
 from agents.providers import ProviderError
+from core import aredis
 
 logger = logging.getLogger("switchboard.providers")
+
+# Open: the seconds left. Tripped (it was open, the pause is over): one caller wins the trial call.
+CHECK_SCRIPT = """
+local remaining = redis.call('PTTL', KEYS[1])
+if remaining > 0 then return {1, remaining} end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[1]) then return {0, 0} end
+  return {2, 0}
+end
+return {0, 0}
+"""
+
+FAILURE_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if count >= tonumber(ARGV[2]) or redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[2], 1, 'EX', ARGV[3])
+  redis.call('SET', KEYS[3], 1, 'EX', ARGV[3] * 10)
+  redis.call('DEL', KEYS[1], KEYS[4])
+  return count
+end
+return 0
+"""
 
 
 class CircuitOpen(ProviderError):
@@ -24,54 +50,45 @@ class CircuitOpen(ProviderError):
         )
 
 
-def _keys(name: str) -> tuple[str, str, str]:
-    return f"sb:cb:{name}:fails", f"sb:cb:{name}:open", f"sb:cb:{name}:tripped"
+def _keys(name: str) -> tuple[str, str, str, str]:
+    tag = f"sb:cb:{{{name}}}"
+    return f"{tag}:fails", f"{tag}:open", f"{tag}:tripped", f"{tag}:trial"
 
 
-def _redis():
-    return get_redis_connection("default")
+def success_keys(name: str) -> list[str]:
+    """What a success deletes: the failure count, the trip and the trial (in the caller's pipeline)."""
+    fails, _, tripped, trial = _keys(name)
+    return [fails, tripped, trial]
 
 
-def check(name: str) -> None:
+async def check(name: str) -> None:
     """Raise CircuitOpen while the provider's breaker is open; after the pause, let one trial call through."""
-    _, open_key, tripped = _keys(name)
+    _, open_key, tripped, trial = _keys(name)
     try:
-        redis = _redis()
-        remaining_ms = redis.pttl(open_key)
-        if remaining_ms and remaining_ms > 0:
-            raise CircuitOpen(name, retry_after=max(1, -(-remaining_ms // 1000)))
-        if redis.exists(tripped) and not redis.set(f"sb:cb:{name}:trial", 1, nx=True, ex=settings.BREAKER_OPEN_SECONDS):
-            raise CircuitOpen(name, retry_after=1)  # another request is making the trial call
-    except CircuitOpen:
-        raise
+        state, remaining_ms = await aredis.client().eval(
+            CHECK_SCRIPT, 3, open_key, tripped, trial, settings.BREAKER_OPEN_SECONDS
+        )
     except Exception as error:
         logger.warning("circuit breaker unavailable (%s); calling %s anyway", error.__class__.__name__, name)
+        return
+    if state == 1:
+        raise CircuitOpen(name, retry_after=max(1, -(-int(remaining_ms) // 1000)))
+    if state == 2:
+        raise CircuitOpen(name, retry_after=1)  # another request is making the trial call
 
 
-def record_success(name: str) -> None:
-    fails, _, tripped = _keys(name)
+async def record_failure(name: str) -> None:
     try:
-        _redis().delete(fails, tripped, f"sb:cb:{name}:trial")
-    except Exception:
-        pass
-
-
-def record_failure(name: str) -> None:
-    fails, open_key, tripped = _keys(name)
-    try:
-        redis = _redis()
-        pipe = redis.pipeline()
-        pipe.incr(fails)
-        pipe.exists(tripped)
-        count, was_tripped = pipe.execute()
-        if count == 1:
-            redis.expire(fails, settings.BREAKER_WINDOW_SECONDS)
-        if count >= settings.BREAKER_FAILURES or was_tripped:
-            pipe = redis.pipeline()
-            pipe.set(open_key, 1, ex=settings.BREAKER_OPEN_SECONDS)
-            pipe.set(tripped, 1, ex=settings.BREAKER_OPEN_SECONDS * 10)  # the next failure reopens at once
-            pipe.delete(fails, f"sb:cb:{name}:trial")
-            pipe.execute()
-            logger.error("circuit breaker for %s opened after %s failures", name, count)
+        count = await aredis.client().eval(
+            FAILURE_SCRIPT,
+            4,
+            *_keys(name),
+            settings.BREAKER_WINDOW_SECONDS,
+            settings.BREAKER_FAILURES,
+            settings.BREAKER_OPEN_SECONDS,
+        )
     except Exception as error:
         logger.warning("circuit breaker unavailable (%s)", error.__class__.__name__)
+        return
+    if count:
+        logger.error("circuit breaker for %s opened after %s failures", name, count)

@@ -1,18 +1,20 @@
-"""One small interface over the LLM providers: `complete()` and `stream()`.
+"""One small interface over the LLM providers: `await complete()` and `stream()` (an async iterator).
 
-OpenAI-compatible endpoints go through the official `openai` SDK, Anthropic through the `anthropic` SDK;
-both SDKs retry 429 and 5xx with exponential backoff (`max_retries` of the provider). `echo` answers with
-the last user message, for trying the platform without any key. Every failure becomes a ProviderError
-carrying the HTTP status Switchboard answers with; the detail goes to the log, not to the caller.
+OpenAI-compatible endpoints go through the official `openai` SDK, Anthropic through the `anthropic` SDK,
+their async clients, so one process holds many calls at once; both SDKs retry 429 and 5xx with exponential
+backoff (`max_retries` of the provider). `echo` answers with the last user message, for trying the platform
+without any key. Every failure becomes a ProviderError carrying the HTTP status Switchboard answers with;
+the detail goes to the log, not to the caller. A call that is cancelled (its client went away) closes its
+connection to the provider, which stops generating.
 
 The SDKs are imported where they are used: importing both costs seconds, which every process start
 (management commands, workers, tests) would otherwise pay.
 """
 
+import asyncio
 import logging
 import os
-import time
-from collections.abc import Iterator
+import weakref
 from dataclasses import dataclass
 
 from agents.models import LanguageModel, Provider
@@ -47,15 +49,16 @@ def _api_key(provider: Provider) -> str:
     return ""
 
 
-# SDK clients are kept per process and configuration: making one loads the TLS trust store (tens of ms)
-# and a kept client reuses its connections.
-_clients: dict[tuple, object] = {}
+# SDK clients are kept per event loop (their connections belong to it) and configuration: making one loads
+# the TLS trust store (tens of ms) and a kept client reuses its connections.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
 def _client(provider: Provider):
     api_key = _api_key(provider) or "not-needed"
     config = (provider.kind, provider.pk, provider.base_url, api_key, provider.timeout_seconds, provider.max_retries)
-    client = _clients.get(config)
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(config)
     if client is None:
         import anthropic
         import openai
@@ -69,24 +72,15 @@ def _client(provider: Provider):
                     f"The model provider {provider.name!r} is at an address the platform may not call.",
                     provider_fault=False,
                 ) from error
-
-        sdk = anthropic.Anthropic if provider.kind == Provider.Kind.ANTHROPIC else openai.OpenAI
+        sdk = anthropic.AsyncAnthropic if provider.kind == Provider.Kind.ANTHROPIC else openai.AsyncOpenAI
         client = sdk(
             api_key=api_key,
             base_url=provider.base_url or None,
             timeout=provider.timeout_seconds,
             max_retries=provider.max_retries,
         )
-        _clients[config] = client
+        clients[config] = client
     return client
-
-
-def _openai_client(provider: Provider):
-    return _client(provider)
-
-
-def _anthropic_client(provider: Provider):
-    return _client(provider)
 
 
 def _translate(error: Exception, provider: Provider) -> ProviderError:
@@ -112,6 +106,13 @@ def _translate(error: Exception, provider: Provider) -> ProviderError:
     return ProviderError(f"The model provider {name!r} answered with an error.", status=502)
 
 
+def _sdk_errors() -> tuple:
+    import anthropic
+    import openai
+
+    return openai.OpenAIError, anthropic.AnthropicError
+
+
 def _split_system(messages: list[dict]) -> tuple[str, list[dict]]:
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     return system, [m for m in messages if m["role"] != "system"]
@@ -126,25 +127,30 @@ def _word_count(messages: list[dict]) -> int:
     return sum(len(m["content"].split()) for m in messages)
 
 
+def _words(text: str):
+    words = text.split(" ")
+    for index, word in enumerate(words):
+        yield word if index == len(words) - 1 else word + " "
+
+
 # This anthropic SDK release has no `temperature` parameter; the Messages API still takes it in the body.
 
 
-def complete(
+async def complete(
     *, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int, idempotency_key: str = ""
 ) -> Completion:
     provider = model.provider
     if provider.kind == Provider.Kind.ECHO:
         text = _echo_text(messages)
         return Completion(text, _word_count(messages), len(text.split()))
-    import anthropic
-    import openai
-
-    started = time.perf_counter()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     try:
+        client = _client(provider)
         if provider.kind == Provider.Kind.ANTHROPIC:
+            import anthropic
+
             system, rest = _split_system(messages)
-            response = _anthropic_client(provider).messages.create(
+            response = await client.messages.create(
                 model=model.provider_model,
                 system=system or anthropic.NOT_GIVEN,
                 messages=rest,
@@ -154,7 +160,7 @@ def complete(
             )
             text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
             return Completion(text, response.usage.input_tokens, response.usage.output_tokens)
-        response = _openai_client(provider).chat.completions.create(
+        response = await client.chat.completions.create(
             model=model.provider_model,
             messages=messages,
             temperature=temperature,
@@ -163,70 +169,72 @@ def complete(
         )
         usage = response.usage
         return Completion(response.choices[0].message.content or "", usage.prompt_tokens, usage.completion_tokens)
-    except (openai.OpenAIError, anthropic.AnthropicError) as error:
+    except ProviderError:
+        raise
+    except _sdk_errors() as error:
         logger.warning("provider %s failed: %r", provider.name, error, extra={"provider": provider.name})
         raise _translate(error, provider) from error
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:  # an answer of the wrong shape
         logger.warning("provider %s answered malformed: %r", provider.name, error, extra={"provider": provider.name})
         raise ProviderError(f"The model provider {provider.name!r} answered malformed.", status=502) from error
-    finally:
-        logger.debug("provider %s took %.1f ms", provider.name, (time.perf_counter() - started) * 1000)
 
 
 class Stream:
-    """Text chunks of a streamed completion; `usage` is filled once the stream has ended."""
+    """Text chunks of a streamed completion (`async for`); `completion` is filled once the stream has ended."""
 
-    def __init__(self, chunks: Iterator[str]):
-        self._chunks = chunks
+    def __init__(self, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int):
+        self.model, self.messages, self.temperature, self.max_tokens = model, messages, temperature, max_tokens
         self.completion: Completion | None = None
 
-    def __iter__(self):
-        return self._chunks
+    def __aiter__(self):
+        provider = self.model.provider
+        if provider.kind == Provider.Kind.ECHO:
+            return self._echo()
+        if provider.kind == Provider.Kind.ANTHROPIC:
+            return self._anthropic(provider)
+        return self._openai(provider)
 
+    async def _echo(self):
+        text = _echo_text(self.messages)
+        for piece in _words(text):
+            yield piece
+        self.completion = Completion(text, _word_count(self.messages), len(text.split()))
 
-def stream(*, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int) -> Stream:
-    provider = model.provider
-    result = Stream(iter(()))
-
-    def echo_chunks():
-        text = _echo_text(messages)
-        words = text.split(" ")
-        for index, word in enumerate(words):
-            yield word if index == len(words) - 1 else word + " "
-        result.completion = Completion(text, _word_count(messages), len(text.split()))
-
-    def chunks():
+    async def _anthropic(self, provider):
         import anthropic
-        import openai
 
+        system, rest = _split_system(self.messages)
         try:
-            if provider.kind == Provider.Kind.ANTHROPIC:
-                system, rest = _split_system(messages)
-                with _anthropic_client(provider).messages.stream(
-                    model=model.provider_model,
-                    system=system or anthropic.NOT_GIVEN,
-                    messages=rest,
-                    max_tokens=max_tokens,
-                    extra_body={"temperature": temperature},
-                ) as events:
-                    parts = []
-                    for text in events.text_stream:
-                        parts.append(text)
-                        yield text
-                    usage = events.get_final_message().usage
-                result.completion = Completion("".join(parts), usage.input_tokens, usage.output_tokens)
-                return
-            response = _openai_client(provider).chat.completions.create(
-                model=model.provider_model,
-                messages=messages,
-                temperature=temperature,
-                max_tokens=max_tokens,
+            async with _client(provider).messages.stream(
+                model=self.model.provider_model,
+                system=system or anthropic.NOT_GIVEN,
+                messages=rest,
+                max_tokens=self.max_tokens,
+                extra_body={"temperature": self.temperature},
+            ) as events:
+                parts = []
+                async for text in events.text_stream:
+                    parts.append(text)
+                    yield text
+                usage = (await events.get_final_message()).usage
+        except _sdk_errors() as error:
+            logger.warning("provider %s failed while streaming: %r", provider.name, error)
+            raise _translate(error, provider) from error
+        self.completion = Completion("".join(parts), usage.input_tokens, usage.output_tokens)
+
+    async def _openai(self, provider):
+        try:
+            response = await _client(provider).chat.completions.create(
+                model=self.model.provider_model,
+                messages=self.messages,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
             )
             parts, usage, finished = [], None, False
             try:
-                for chunk in response:
+                async for chunk in response:
                     if chunk.usage is not None:
                         usage = chunk.usage
                     if chunk.choices and chunk.choices[0].finish_reason:
@@ -235,16 +243,17 @@ def stream(*, model: LanguageModel, messages: list[dict], temperature: float, ma
                         parts.append(chunk.choices[0].delta.content)
                         yield chunk.choices[0].delta.content
             finally:
-                response.close()  # a client that went away must not keep the provider generating
-            if not finished:
-                raise ProviderError(f"The model provider {provider.name!r} cut the answer off.", status=502)
-            text = "".join(parts)
-            result.completion = Completion(
-                text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else len(text.split())
-            )
-        except (openai.OpenAIError, anthropic.AnthropicError) as error:
+                await response.close()  # a client that went away must not keep the provider generating
+        except _sdk_errors() as error:
             logger.warning("provider %s failed while streaming: %r", provider.name, error)
             raise _translate(error, provider) from error
+        if not finished:
+            raise ProviderError(f"The model provider {provider.name!r} cut the answer off.", status=502)
+        text = "".join(parts)
+        self.completion = Completion(
+            text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else len(text.split())
+        )
 
-    result._chunks = echo_chunks() if provider.kind == Provider.Kind.ECHO else chunks()
-    return result
+
+def stream(*, model: LanguageModel, messages: list[dict], temperature: float, max_tokens: int) -> Stream:
+    return Stream(model, messages, temperature, max_tokens)

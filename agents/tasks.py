@@ -3,23 +3,27 @@ from django.contrib.auth import get_user_model
 from accounts.models import ApiKey
 from agents.models import Agent
 from agents.services.invocation import agent_invoke
+from core.async_runner import run
 from tasks.tracked import tracked_task
 
 
 @tracked_task("agents.invoke")
 def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, bypass_cache=False):
-    """An invocation started with ?async=1. The task id is the run's idempotency key: a retry after a lost
-    worker reuses the recorded run instead of calling (and charging) again. A provider down or a quota
-    reached is retried by the tracked-task base."""
+    """An invocation started with ?async=1, on the `agents` queue: a threads-pool worker holds many at once,
+    all in flight on the process's event loop (core.async_runner). The task id is the run's idempotency key:
+    a retry after a lost worker reuses the recorded run instead of calling (and charging) again. A provider
+    down or a quota reached is retried by the tracked-task base."""
     user = get_user_model().objects.get(pk=user_id)
     agent = Agent.objects.select_related("agent_type__default_model__provider", "model__provider").get(pk=agent_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
-    result = agent_invoke(
-        user=user,
-        agent=agent,
-        messages=messages,
-        api_key=api_key,
-        bypass_cache=bypass_cache,
-        idempotency_key=str(self.request.id),
+    result = run(
+        agent_invoke(
+            user=user,
+            agent=agent,
+            messages=messages,
+            api_key=api_key,
+            bypass_cache=bypass_cache,
+            idempotency_key=str(self.request.id),
+        )
     )
     return {"run": str(result.run.pk), "output": result.text, "cache": result.cache}

@@ -7,7 +7,10 @@ urlpatterns = [
     path("<int:pk>/", views.agent_chat, name="agent_chat"),
 ]
 
-api_urlpatterns = [path("cache/invalidate", api.CacheInvalidationView.as_view(), name="api-cache-invalidate")]
+api_urlpatterns = [
+    path("agents/<str:pk>/invoke", api.AgentInvokeView.as_view(), name="agent-invoke"),
+    path("cache/invalidate", api.CacheInvalidationView.as_view(), name="api-cache-invalidate"),
+]
 
 api_routes = [
     ("agents", api.AgentViewSet, "agent"),

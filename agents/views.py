@@ -1,5 +1,6 @@
 """Browser pages: your agents, and a chat with one of them next to its runs."""
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -46,7 +47,7 @@ def agent_chat(request, pk):
         agent = selectors.agent_get(user=request.user, pk=pk, level="use")
         asked = [*conversation, {"role": "user", "content": form.cleaned_data["message"]}]
         try:
-            result = agent_invoke(user=request.user, agent=agent, messages=asked)
+            result = async_to_sync(agent_invoke)(user=request.user, agent=agent, messages=asked)
         except ValidationError as error:
             form.add_error("message", error.messages)
         except DomainError as error:  # refused, a limit, a provider down: said on the page

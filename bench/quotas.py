@@ -46,7 +46,7 @@ def main():
     from accounts.services import user_register
     from quotas.limiter import RedisLimiter
     from quotas.models import QuotaPolicy
-    from quotas.services import _counters, applicable_policies, quota_admit
+    from quotas.services.admission import _counters, active_policies, applicable_policies, quota_admit
 
     user = get_user_model().objects.filter(username="bench").first() or user_register(
         username="bench", email="bench@example.com", password="bench-passphrase-123"
@@ -62,17 +62,19 @@ def main():
     limiter = RedisLimiter()
     policies = [
         p
-        for p in applicable_policies(user=user, api_key=None, agent_type="bench", model="m", type_limits={})
+        for p in applicable_policies(
+            user=user, api_key=None, agent_type="bench", model="m", type_limits={}, policies=active_policies()
+        )
         if p[0].startswith("bench-")
     ]
-    counters = _counters(policies, 500, 1000, time.time())
+    counters = _counters(policies, user.pk, 500, 1000, time.time())
     assert len(policies) == 3, policies
 
     def admit():
         quota_admit(user=user, api_key=None, agent_type="bench", model="m", tokens=500, cost=Decimal("0.000001"))
 
     ping = timed(limiter.redis.ping, args.iterations)
-    script = timed(lambda: limiter.admit(counters), args.iterations)
+    script = timed(lambda: limiter.admit(user.pk, counters), args.iterations)
     full = timed(admit, args.iterations // 5)
     print(f"{args.iterations} iterations, one connection, loopback unix socket; 3 policies = {len(counters)} counters")
     for name, samples in (

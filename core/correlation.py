@@ -11,6 +11,7 @@ import time
 import uuid
 from contextvars import ContextVar
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from rest_framework import authentication
 
@@ -44,37 +45,31 @@ class RequestContextFilter(logging.Filter):
 
 
 class RequestIdMiddleware:
-    """Outermost middleware: binds the request id for the whole request and writes one access-log line."""
+    """Outermost middleware: binds the request id for the whole request and writes one access-log line.
+    Sync or async as the chain is, so an async request crosses no thread here."""
+
+    sync_capable = async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        supplied = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = supplied if VALID_REQUEST_ID.match(supplied) else new_request_id()
-        request.request_id = request_id
-        request_token = request_id_var.set(request_id)
-        user_token = user_id_var.set(None)
-        started = time.perf_counter()
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        tokens, started = _begin(request)
         try:
-            response = self.get_response(request)
-            response[REQUEST_ID_HEADER] = request_id
-            access_log.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-            return response
+            return _end(request, self.get_response(request), started)
         finally:
-            user_id_var.reset(user_token)
-            request_id_var.reset(request_token)
+            _unbind(tokens)
+
+    async def _acall(self, request):
+        tokens, started = _begin(request)
+        try:
+            return _end(request, await self.get_response(request), started)
+        finally:
+            _unbind(tokens)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         # Runs after AuthenticationMiddleware: the session user is known here (API keys bind theirs in
@@ -82,6 +77,35 @@ class RequestIdMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             user_id_var.set(user.pk)
+
+
+def _begin(request):
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    request.request_id = supplied if VALID_REQUEST_ID.match(supplied) else new_request_id()
+    return (request_id_var.set(request.request_id), user_id_var.set(None)), time.perf_counter()
+
+
+def _end(request, response, started):
+    response[REQUEST_ID_HEADER] = request.request_id
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+    return response
+
+
+def _unbind(tokens):
+    request_token, user_token = tokens
+    user_id_var.reset(user_token)
+    request_id_var.reset(request_token)
 
 
 class SessionAuthentication(authentication.SessionAuthentication):

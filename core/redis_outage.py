@@ -12,6 +12,7 @@ import logging
 import time
 
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
@@ -19,6 +20,12 @@ from redis.retry import Retry
 logger = logging.getLogger("switchboard.redis")
 
 _down_until = 0.0
+
+
+def forget_outage() -> None:
+    """Ask Redis again at the next call (tests that stood for an outage leave none behind)."""
+    global _down_until
+    _down_until = 0.0
 
 
 def redis_marked_down() -> bool:
@@ -48,6 +55,22 @@ class FailFast(Retry):
             raise ConnectionError("Redis did not answer a moment ago; not asking again yet.")
         try:
             return super().call_with_retry(do, fail, is_retryable, with_failure_count)
+        except (ConnectionError, TimeoutError, OSError) as error:
+            _mark_down(error)
+            raise
+
+
+class AsyncFailFast(AsyncRetry):
+    """FailFast for redis.asyncio connections, sharing the same mark."""
+
+    def __init__(self):
+        super().__init__(NoBackoff(), 0, supported_errors=(ConnectionError, TimeoutError, OSError))
+
+    async def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        if redis_marked_down():
+            raise ConnectionError("Redis did not answer a moment ago; not asking again yet.")
+        try:
+            return await super().call_with_retry(do, fail, is_retryable, with_failure_count)
         except (ConnectionError, TimeoutError, OSError) as error:
             _mark_down(error)
             raise

@@ -16,7 +16,7 @@ from accounts.models import Preferences
 from memory.embeddings import embedder
 from memory.indexes import INDEX_NAME, index_options, index_sql, partition_indexes, record_build
 from memory.models import Memory
-from memory.selectors import search_plan, search_settings
+from memory.search import search_plan, search_settings
 
 Progress = Callable[[int, str], None]
 REINDEX_LOCK = 7_415_001  # advisory lock id: one reindex at a time (a second would drop the first's build)

@@ -56,6 +56,14 @@ class Memory(models.Model):
             models.Index(fields=["partition", "owner"]),
             # Metadata equality and membership filters (compiled to @>) narrow a large owner's rows here.
             GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="memory_metadata_gin"),
+            # The bounded count that picks a search's plan (selectors) reads this alone, an index-only scan of
+            # the owner's live rows, rather than a heap row per memory counted: a large owner's are scattered.
+            models.Index(
+                fields=["owner", "partition"],
+                include=["expires_at", "agent_id", "namespace"],
+                condition=models.Q(archived=False),
+                name="memory_live_slice",
+            ),
         ]
 
     def __str__(self):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.services import object_share, object_shares_end
 from memory.embeddings import embedder, unit_vector
 from memory.models import Memory, MemoryNamespace, partition_of
-from memory.selectors import Hit, memory_search
+from memory.search import Hit, memory_search
 from tasks.services.records import task_start
 
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")

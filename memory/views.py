@@ -14,6 +14,7 @@ from accounts.services import object_unshare
 from memory import selectors, services
 from memory.forms import MemoryForm, SearchForm, ShareForm
 from memory.models import MemoryNamespace
+from memory.search import memory_search
 
 
 @login_required
@@ -33,7 +34,7 @@ def memory_list(request):
     results, plan = [], None
     if search.is_valid() and search.cleaned_data["query"]:
         filters = {name: search.cleaned_data[name] for name in ("namespace", "kind") if search.cleaned_data[name]}
-        hits, plan = selectors.memory_search(
+        hits, plan = memory_search(
             user=request.user,
             query=search.cleaned_data["query"],
             filters=filters,

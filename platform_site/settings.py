@@ -131,6 +131,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The gateway path (platform_site.asgi): API-key calls to the invocation endpoints, through these alone.
+GATEWAY_MIDDLEWARE = [
+    "core.correlation.RequestIdMiddleware",
+    "core.middleware.ApiRequestGuard",
+    "core.middleware.AsyncSecurityMiddleware",
+]
+
 ROOT_URLCONF = "platform_site.urls"
 WSGI_APPLICATION = "platform_site.wsgi.application"
 
@@ -176,6 +183,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = required_in_production("REDIS_URL", lambda: embedded.redis_url(db=0))
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+# Rows every request reads are kept in each process and dropped on change through Redis (core.local_cache).
+LOCAL_CACHE_MAX_AGE_SECONDS = env.float("LOCAL_CACHE_MAX_AGE_SECONDS", default=30)
+LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=100_000)
 # After Redis fails to answer, calls fail at once for this long (core.redis_outage), then it is asked again.
 REDIS_RETRY_AFTER_SECONDS = env.float("REDIS_RETRY_AFTER_SECONDS", default=2)
 CACHES = {
@@ -208,7 +218,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # with late acknowledgement, a worker hol
 # When a worker loses the broker, Redis hands its unacknowledged messages to others: stop the running
 # copies rather than let them run twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}  # slow receivers cannot hold up other work
+# Slow receivers cannot hold up other work; agent calls go to a worker that holds many at once (Procfile).
+CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}, "agents.invoke": {"queue": "agents"}}
 # Redis redelivers a message not acknowledged within this many seconds: it must outlast any task's time
 # limit plus retry wait (checked at start-up by tasks.apps), or a slow task would run twice.
 # Every broker connection times out: a hung broker costs a sender BROKER_SOCKET_TIMEOUT and one retry, after
@@ -318,6 +329,12 @@ AUDITLOG_CID_GETTER = "core.correlation.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True
 
 # Agents: the invocation pipeline (agents/services/), the response cache and the provider breaker.
+# Runs go to a Redis stream written to PostgreSQL by `manage.py record_runs` ("stream"), or are written by
+# each request ("direct"); past RUN_STREAM_MAX_BACKLOG unwritten entries requests write their own.
+RUN_RECORDING = env.str("RUN_RECORDING", default="stream")
+if RUN_RECORDING not in {"stream", "direct"}:
+    raise ImproperlyConfigured(f"RUN_RECORDING must be 'stream' or 'direct', not {RUN_RECORDING!r}")
+RUN_STREAM_MAX_BACKLOG = env.int("RUN_STREAM_MAX_BACKLOG", default=100_000)
 AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
 AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
 CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
@@ -339,7 +356,6 @@ QUOTA_DEFAULTS = {
     "tokens_per_day": env.int("QUOTA_DEFAULT_TOKENS_PER_DAY", default=0) or None,
 }
 QUOTA_FAIL_CLOSED = env.bool("QUOTA_FAIL_CLOSED", default=False)
-QUOTA_POLICY_CACHE_SECONDS = env.float("QUOTA_POLICY_CACHE_SECONDS", default=5)  # policy edits apply within this
 # Input tokens are estimated as characters / this, on the safe side (real text runs about 4 per token).
 TOKEN_ESTIMATE_CHARS_PER_TOKEN = env.float("TOKEN_ESTIMATE_CHARS_PER_TOKEN", default=3.0)
 

@@ -35,4 +35,6 @@ CELERY_TASK_ROUTES = {
 }
 # Quotas are tested with their own policies; the default per-user rate must not get in other tests' way.
 QUOTA_DEFAULTS = {"requests_per_minute": 10_000}
-QUOTA_POLICY_CACHE_SECONDS = 0  # tests change policies and expect them at once
+# Runs are written by the request itself, so a test reads them at once; tests/agents/test_recording.py
+# runs the stream and its recorder.
+RUN_RECORDING = "direct"

@@ -16,3 +16,6 @@ class QuotasConfig(AppConfig):
             "quotas.view_all_usage",
         ],
     }
+
+    def ready(self):
+        from quotas import invalidation  # noqa: F401  (the policies' cache invalidation)

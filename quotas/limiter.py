@@ -6,7 +6,10 @@ others, and concurrent requests across processes can never together pass a limit
 (minute, hour, UTC day, calendar month); a counter's key names its window, so it expires with it.
 
 When Redis is unreachable, `LocalLimiter` applies the same rules inside the process (approximate across
-processes; see quotas.services for when that is allowed).
+processes; see quotas.services.admission for when that is allowed).
+
+Every key a request touches carries the user's hash tag (`sb:q:{u42}:...`): on Redis Cluster a script's keys
+must live in one slot, and all of a user's counters (their keys' too) and their generation do.
 """
 
 import threading
@@ -57,7 +60,15 @@ for i = 1, n do
 end
 return n
 """
-GENERATION_KEY = "sb:q:generation"
+
+
+def user_tag(user_id: int) -> str:
+    return f"sb:q:{{u{user_id}}}"
+
+
+def generation_key(user_id: int) -> str:
+    return f"{user_tag(user_id)}:generation"
+
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -94,28 +105,48 @@ def window(name: str, now: float | None = None) -> tuple[str, int, int]:
     return str(int(now // length)), length - int(now % length), length
 
 
+def admit_call(user_id: int, counters: list[Counter]) -> tuple[list[str], list]:
+    """The keys and arguments of ADMIT_SCRIPT for these counters."""
+    args = [value for c in counters for value in (c.limit, c.amount, c.ttl)] + [uuid.uuid4().hex]
+    return [c.key for c in counters] + [generation_key(user_id)], args
+
+
+def admit_result(counters: list[Counter], result) -> tuple[Refusal | None, list[int], str]:
+    """(refusal, remaining per counter, generation); nothing is counted when there is a refusal."""
+    if result[0]:
+        counter = counters[result[0] - 1]
+        ttl = int(result[2])  # -2: no counter yet
+        return Refusal(counter, int(result[1]), ttl if ttl > 0 else counter.ttl), [], ""
+    generation = result[1].decode() if isinstance(result[1], bytes) else result[1]
+    return None, [int(value) for value in result[2:]], generation
+
+
+def adjust_call(user_id: int, deltas: list[tuple[str, int]], generation: str) -> tuple[list[str], list] | None:
+    """The keys and arguments of ADJUST_SCRIPT, or None when nothing changes."""
+    deltas = [(key, delta) for key, delta in deltas if delta]
+    if not deltas:
+        return None
+    return [key for key, _ in deltas] + [generation_key(user_id)], [d for _, d in deltas] + [generation]
+
+
 class RedisLimiter:
+    """The scripts run from sync code, one round trip each (async code puts them in its own pipelines)."""
+
     def __init__(self):
         self.redis = get_redis_connection("default")
         self._admit = self.redis.register_script(ADMIT_SCRIPT)
         self._adjust = self.redis.register_script(ADJUST_SCRIPT)
 
-    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
-        """(refusal, remaining per counter, generation); nothing is counted when there is a refusal."""
+    def admit(self, user_id: int, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
         if not counters:
             return None, [], ""
-        args = [value for c in counters for value in (c.limit, c.amount, c.ttl)] + [uuid.uuid4().hex]
-        result = self._admit(keys=[c.key for c in counters] + [GENERATION_KEY], args=args)
-        if result[0]:
-            counter = counters[result[0] - 1]
-            ttl = int(result[2])  # -2: no counter yet
-            return Refusal(counter, int(result[1]), ttl if ttl > 0 else counter.ttl), [], ""
-        return None, [int(value) for value in result[2:]], result[1].decode()
+        keys, args = admit_call(user_id, counters)
+        return admit_result(counters, self._admit(keys=keys, args=args))
 
-    def adjust(self, deltas: list[tuple[str, int]], generation: str) -> None:
-        deltas = [(key, delta) for key, delta in deltas if delta]
-        if deltas:
-            self._adjust(keys=[key for key, _ in deltas] + [GENERATION_KEY], args=[d for _, d in deltas] + [generation])
+    def adjust(self, user_id: int, deltas: list[tuple[str, int]], generation: str) -> None:
+        call = adjust_call(user_id, deltas, generation)
+        if call is not None:
+            self._adjust(keys=call[0], args=call[1])
 
 
 class LocalLimiter:
@@ -125,7 +156,7 @@ class LocalLimiter:
         self.lock = threading.Lock()
         self.values: dict[str, tuple[int, float]] = {}
 
-    def admit(self, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
+    def admit(self, user_id: int, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
         now = time.monotonic()
         with self.lock:
             current = {}
@@ -142,7 +173,7 @@ class LocalLimiter:
                 remaining.append(counter.limit - value)
             return None, remaining, ""
 
-    def adjust(self, deltas: list[tuple[str, int]], generation: str = "") -> None:
+    def adjust(self, user_id: int, deltas: list[tuple[str, int]], generation: str = "") -> None:
         with self.lock:
             for key, delta in deltas:
                 if key in self.values:

@@ -3,17 +3,17 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from quotas import services
+from quotas.services import ledger
 
 
 @shared_task(name="quotas.roll_up_usage")
 def roll_up_usage_task() -> int:
     """Beat job: today's and yesterday's roll-ups from the ledger (yesterday catches late runs)."""
     today = timezone.now().date()
-    return services.usage_roll_up(day=today) + services.usage_roll_up(day=today - timedelta(days=1))
+    return ledger.usage_roll_up(day=today) + ledger.usage_roll_up(day=today - timedelta(days=1))
 
 
 @shared_task(name="quotas.reconcile")
 def reconcile_task() -> int:
     """Beat job: compare Redis token counters with the ledger and log drift."""
-    return len(services.usage_reconcile())
+    return len(ledger.usage_reconcile())

@@ -1,14 +1,9 @@
 """Shared fixtures: real PostgreSQL, Redis and Celery processes; nothing of ours is mocked."""
 
-import os
-
 import pytest
 
 from platform_site import embedded
 from tests.processes import CeleryProcess
-
-# Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable there.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +12,12 @@ def empty_cache():
     cached answer, counter or lock left by an earlier run must not leak into this one."""
     from django.core.cache import cache
 
+    from core import local_cache
+    from core.redis_outage import forget_outage
+
+    forget_outage()
     cache.clear()
+    local_cache.clear()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -69,7 +69,7 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "--pool",
         "solo",
         "--queues",
-        "celery,webhooks",
+        "celery,webhooks,agents",
         "--include",
         "tests.worker_tasks",
         "--without-mingle",

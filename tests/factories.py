@@ -99,9 +99,11 @@ class RunFactory(ServiceFactory):
 
     @staticmethod
     def service(*, agent, user, text):
+        from asgiref.sync import async_to_sync
+
         from agents.services.invocation import agent_invoke
 
-        return agent_invoke(user=user, agent=agent, messages=[{"role": "user", "content": text}]).run
+        return async_to_sync(agent_invoke)(user=user, agent=agent, messages=[{"role": "user", "content": text}]).run
 
 
 class MemoryFactory(ServiceFactory):

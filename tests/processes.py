@@ -82,7 +82,8 @@ class CeleryProcess(PlatformProcess):
 
 
 class GunicornProcess(PlatformProcess):
-    """The production web server with several worker processes, on a free local port."""
+    """The production web server (gunicorn with uvicorn workers, ASGI) with several worker processes, on a
+    free local port."""
 
     def __init__(self, log_path: Path, workers: int = 2, env: dict | None = None):
         import socket
@@ -95,7 +96,9 @@ class GunicornProcess(PlatformProcess):
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "platform_site.wsgi",
+                "platform_site.asgi:application",
+                "--worker-class",
+                "platform_site.serving.Worker",
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",

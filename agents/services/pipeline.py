@@ -1,34 +1,61 @@
-"""The steps of the invocation pipeline, each a small named function over one `Call`.
+"""The steps of the invocation pipeline, each a small named function over one `Call` (async throughout).
 
-guard the input -> memory retrieval (before the cache lookup: memories are part of the key) -> quota
-(reserves the request and the worst case of tokens and cost of the whole prompt) -> cache lookup (hit:
-record and return) -> provider call (breaker, SDK retries) -> guard the output -> settle the quota ->
-store in cache -> record the run. `agents.services.invocation` runs them for each entry.
+    guard the input -> memory retrieval (memories are part of the cache key) -> quota admission and cache
+    lookup (one Redis round trip) -> [a hit is served] -> single flight and the breaker -> provider call ->
+    guard the output -> close: settle the quota, store the answer, free the lock, count the outcome,
+    record the run (one Redis round trip)
+
+`agents.services.invocation` runs them for each entry. What a call holds (its quota reservation and its
+single-flight lock) is given back by `held()` on any exit the closing step did not make: an error, or
+the client going away (the call is cancelled). What every request reads (the key, the agent, its shares,
+the policies, the cache's versions) comes from the process's cache (core.local_cache): a hit touches no
+database row and makes two Redis round trips.
 """
 
 import logging
 import math
 import re
 import time
+import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.selectors import preferences_get
-from agents import breaker, providers
+from agents import breaker, providers, recording
 from agents import cache as response_cache
-from agents.models import Agent, AgentRun, AgentType
+from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError
+from core import aredis, local_cache
 from core.correlation import current_request_id
 from core.exceptions import Refused
 from memory.services import memory_recall
-from quotas.services import RequestTooLarge, quota_admit, quota_release, quota_settle, usage_record
+from quotas.limiter import ADJUST_SCRIPT, ADMIT_SCRIPT, adjust_call, admit_call, admit_result, local_limiter
+from quotas.services.admission import (
+    QuotaExceeded,
+    RequestTooLarge,
+    active_policies_async,
+    admission_concluded,
+    admit_without_redis,
+    record_refusal,
+    reservation_plan,
+    settlement_deltas,
+)
 
 logger = logging.getLogger("switchboard.agents")
 Cache = AgentRun.Cache
 ROLES_ALLOWED = ("system", "user", "assistant")
+
+# Append a run to the stream unless its backlog is full (then the caller writes it): one command.
+RECORD_SCRIPT = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'data', ARGV[1])
+return 1
+"""
 
 
 @dataclass
@@ -42,15 +69,17 @@ class InvokeResult:
 
 @dataclass
 class Call:
-    """What the pipeline has learnt about one invocation so far."""
+    """What the pipeline has learnt about one invocation so far, and what it holds."""
 
     user: object
     agent: Agent
     messages: list[dict]
     api_key: object = None
     idempotency_key: str = ""
+    client_ip: str | None = None
     started: float = field(default_factory=time.perf_counter)
     prompt: list[dict] = field(default_factory=list)
+    memories: list[str] = field(default_factory=list)
     key: str | None = None
     outcome: str = Cache.BYPASS
     stale: response_cache.Entry | None = None
@@ -58,6 +87,11 @@ class Call:
     max_tokens: int = 0
     reservation: object = None
     ratelimit_headers: dict = field(default_factory=dict)
+    provider_answered: bool = False  # the breaker hears of a success in the closing round trip
+    closed: bool = False
+
+
+# --- the input -----------------------------------------------------------------------------------------
 
 
 def guard_input(messages) -> list[dict]:
@@ -104,64 +138,18 @@ def token_upper_bound(texts: list[str]) -> int:
     return sum(len(text.encode()) for text in texts) + 4 * len(texts) + 8
 
 
-def admit_quota(call: Call) -> None:
-    """Quota step: check the size, then count the request and reserve its worst case against every limit.
-
-    Refused before any provider call: a model without a price, a prompt the model cannot hold, a request
-    bigger than a whole limit. `max_tokens` is clamped to what the model's window leaves. Raises
-    QuotaExceeded (429) or QuotaUnavailable (503).
-    """
-    model = call.agent.effective_model
-    if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
-        raise ValidationError({"model": f"The model {model.name!r} has no price yet; an operator must set one."})
-    texts = [m["content"] for m in call.prompt]
-    estimate = estimate_tokens(texts)
-    if estimate >= model.context_window:
-        raise ValidationError(
-            {
-                "messages": f"The conversation (about {estimate} tokens) does not fit {model.name!r} ({model.context_window})."
-            }
-        )
-    call.max_tokens = min(call.agent.effective_max_tokens, model.context_window - estimate)
-    agent_type = call.agent.agent_type
-    worst_input = token_upper_bound(texts)
-    try:
-        call.reservation = quota_admit(
-            user=call.user,
-            api_key=call.api_key,
-            agent_type=agent_type.slug,
-            model=model.name,
-            tokens=worst_input + call.max_tokens,
-            cost=model.cost(worst_input, call.max_tokens),
-            type_limits={
-                "requests_per_minute": agent_type.requests_per_minute,
-                "tokens_per_day": agent_type.tokens_per_day,
-            },
-        )
-    except RequestTooLarge as error:
-        raise ValidationError({"max_tokens": str(error)}) from error
-    call.ratelimit_headers = call.reservation.headers()
+# --- memory and the prompt ------------------------------------------------------------------------------
 
 
-def settle_quota(call: Call, completion: Completion | None) -> None:
-    """Quota step after the call: the real usage replaces the reservation; no completion (a hit, a failure)
-    gives everything back."""
-    if call.reservation is None:
-        return
-    if completion is None:
-        quota_release(reservation=call.reservation)
-    else:
-        cost = call.agent.effective_model.cost(completion.input_tokens, completion.output_tokens) or 0
-        quota_settle(reservation=call.reservation, tokens=completion.input_tokens + completion.output_tokens, cost=cost)
-    call.reservation = None
-
-
-def retrieve_memories(call: Call) -> list[str]:
+async def retrieve_memories(call: Call) -> list[str]:
     """Memory step: for an agent that uses memory (and a user who allows it), the memories nearest to the
     last message, of this agent or of none: the caller's and those of namespaces shared with them for use."""
-    if not call.agent.use_memory or not preferences_get(user=call.user).memory_enabled:
+    if not call.agent.use_memory:
         return []
-    hits, _ = memory_recall(
+    preferences = await local_cache.aget("preferences", call.user.pk, load=lambda: preferences_get(user=call.user))
+    if not preferences.memory_enabled:
+        return []
+    hits, _ = await sync_to_async(memory_recall)(
         user=call.user,
         query=call.messages[-1]["content"],
         k=settings.MEMORY_PROMPT_K,
@@ -178,61 +166,142 @@ def build_prompt(agent: Agent, memories: list[str], messages: list[dict]) -> lis
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
-def _lock_seconds(call: Call) -> float:
-    """How long one provider call may take, SDK retries included: the single-flight lock and wait."""
-    provider = call.agent.effective_model.provider
-    return provider.timeout_seconds * (provider.max_retries + 1) + 10
+# --- quota admission and cache lookup: one round trip ---------------------------------------------------
 
 
-def prepare(call: Call, bypass_cache: bool) -> response_cache.Entry | None:
-    """Everything before the provider call; returns a fresh cache entry to serve, if there is one."""
+def plan_quota(call: Call, policies):
+    """What the request reserves: checked for size first. Refused before any call: a model without a
+    price, a prompt the model cannot hold, a request bigger than a whole limit. `max_tokens` is clamped to
+    what the model's window leaves."""
+    model = call.agent.effective_model
+    if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
+        raise ValidationError({"model": f"The model {model.name!r} has no price yet; an operator must set one."})
+    texts = [m["content"] for m in call.prompt]
+    estimate = estimate_tokens(texts)
+    if estimate >= model.context_window:
+        raise ValidationError(
+            {
+                "messages": f"The conversation (about {estimate} tokens) does not fit {model.name!r} ({model.context_window})."
+            }
+        )
+    call.max_tokens = min(call.agent.effective_max_tokens, model.context_window - estimate)
+    agent_type = call.agent.agent_type
+    worst_input = token_upper_bound(texts)
     try:
-        call.messages = guard_input(call.messages)
-    except Refused as refusal:
-        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal))
-        raise
-    memories = retrieve_memories(call)
-    call.prompt = build_prompt(call.agent, memories, call.messages)
-    admit_quota(call)  # after the prompt is whole: its size is what the budget reserves
-    agent_type: AgentType = call.agent.agent_type
-    if bypass_cache or agent_type.cache_ttl_seconds == 0:
-        call.outcome = Cache.BYPASS
+        return reservation_plan(
+            user=call.user,
+            api_key=call.api_key,
+            agent_type=agent_type.slug,
+            model=model.name,
+            tokens=worst_input + call.max_tokens,
+            cost=model.cost(worst_input, call.max_tokens),
+            type_limits={
+                "requests_per_minute": agent_type.requests_per_minute,
+                "tokens_per_day": agent_type.tokens_per_day,
+            },
+            policies=policies,
+        )
+    except RequestTooLarge as error:
+        raise ValidationError({"max_tokens": str(error)}) from error
+
+
+async def cache_key(call: Call, bypass_cache: bool) -> str | None:
+    if bypass_cache or call.agent.agent_type.cache_ttl_seconds == 0:
         return None
+    model = call.agent.effective_model
     try:
-        model = call.agent.effective_model
-        call.key = response_cache.entry_key(
+        return await response_cache.entry_key(
             agent=call.agent,
             user=call.user,
             model_name=f"{model.name}:{model.provider_id}:{model.provider_model}",
             messages=call.prompt,
             temperature=call.agent.effective_temperature,
             max_tokens=call.max_tokens,
-            memories=memories,
+            memories=call.memories,
         )
-        entry = response_cache.lookup(call.key)
-        if entry is not None and entry.fresh:
+    except Exception as error:  # Redis is down: go to the provider
+        logger.warning("response cache unavailable (%s); calling the provider", error.__class__.__name__)
+        return None
+
+
+async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.Entry | None:
+    """Quota step and cache lookup in one round trip: the request and its worst case counted against every
+    limit (all or nothing, QuotaExceeded / QuotaUnavailable), and the cached answer read. Returns a fresh
+    entry to serve, if there is one."""
+    if not call.user.is_superuser and "_role" not in call.user.__dict__:  # which policies apply: read in a thread
+        await sync_to_async(getattr)(call.user, "role")
+    reservation = plan_quota(call, await active_policies_async())
+    call.key = await cache_key(call, bypass_cache)
+    commands = aredis.client().pipeline(transaction=False)
+    if reservation.counters:
+        keys, args = admit_call(call.user.pk, reservation.counters)
+        commands.eval(ADMIT_SCRIPT, len(keys), *keys, *args)
+    if call.key:
+        commands.get(response_cache.entry_name(call.key))
+    results, failure = None, None
+    if len(commands):
+        try:
+            results = await commands.execute()
+        except Exception as error:
+            failure = error
+    outcome = (None, [], "")
+    if reservation.counters:
+        outcome = (
+            admit_without_redis(reservation, failure) if failure else admit_result(reservation.counters, results[0])
+        )
+    refusal = admission_concluded(reservation, outcome)
+    if refusal is not None:
+        await sync_to_async(record_refusal)(call.user, call.api_key, refusal)
+        raise QuotaExceeded(refusal)
+    call.reservation, call.ratelimit_headers = reservation, reservation.headers()
+    if call.key is None or failure is not None:
+        if failure is not None and call.key:
+            logger.warning("response cache unavailable (%s); calling the provider", failure.__class__.__name__)
+        call.key, call.outcome = None, Cache.BYPASS
+        return None
+    entry = response_cache.decode(results[-1])
+    if entry is not None and entry.fresh:
+        call.outcome = Cache.HIT
+        return entry
+    call.stale, call.outcome = entry, Cache.MISS
+    return None
+
+
+def _lock_seconds(call: Call) -> float:
+    """How long one provider call may take, SDK retries included: the single-flight lock and wait."""
+    provider = call.agent.effective_model.provider
+    return provider.timeout_seconds * (provider.max_retries + 1) + 10
+
+
+async def take_the_lead(call: Call) -> response_cache.Entry | None:
+    """Single flight: become the one request asking the provider for this answer, or wait for the one that
+    is (then its answer is a hit)."""
+    if call.outcome != Cache.MISS:
+        return None
+    seconds = _lock_seconds(call)
+    try:
+        call.lock_token = await response_cache.acquire(call.key, seconds)
+        if call.lock_token:
+            return None
+        entry = await response_cache.wait_for(call.key, seconds)
+        if entry is not None:
             call.outcome = Cache.HIT
             return entry
-        call.stale = entry
-        call.outcome = Cache.MISS
-        call.lock_token = response_cache.acquire(call.key, _lock_seconds(call))
-        if not call.lock_token:  # another request is asking the provider the same thing: wait for its answer
-            entry = response_cache.wait_for(call.key, _lock_seconds(call))
-            if entry is not None:
-                call.outcome = Cache.HIT
-                return entry
-            call.lock_token = response_cache.acquire(call.key, _lock_seconds(call))
-    except Exception as error:  # Redis is down or slow: go to the provider
+        call.lock_token = await response_cache.acquire(call.key, seconds)
+    except Exception as error:
         logger.warning("response cache unavailable (%s); calling the provider", error.__class__.__name__)
         call.key, call.outcome = None, Cache.BYPASS
     return None
 
 
-def provider_call(call: Call) -> Completion:
+# --- the provider ---------------------------------------------------------------------------------------
+
+
+async def provider_call(call: Call) -> Completion:
     model = call.agent.effective_model
-    breaker.check(model.provider.name)
+    await breaker.check(model.provider.name)
     try:
-        completion = providers.complete(
+        completion = await providers.complete(
             model=model,
             messages=call.prompt,
             temperature=call.agent.effective_temperature,
@@ -241,127 +310,140 @@ def provider_call(call: Call) -> Completion:
         )
     except ProviderError as error:
         if error.provider_fault:
-            breaker.record_failure(model.provider.name)
+            await breaker.record_failure(model.provider.name)
         raise
-    breaker.record_success(model.provider.name)
+    call.provider_answered = True
     return completion
 
 
-def finish(call: Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
-    """Output guard, settle, store, record."""
-    settle_quota(call, completion)  # the provider worked: its usage is charged whatever the guard says
-    try:
-        content_guard(completion.text, "answer")
-    except Refused as refusal:
-        release_lock(call)
-        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, streamed=streamed)
-        raise
-    if call.key and call.outcome == Cache.MISS:
-        try:
-            response_cache.store(
-                call.key,
-                text=completion.text,
-                input_tokens=completion.input_tokens,
-                output_tokens=completion.output_tokens,
-                ttl=call.agent.agent_type.cache_ttl_seconds,
-            )
-        except Exception as error:
-            logger.warning("response cache unavailable (%s); answer not cached", error.__class__.__name__)
-    release_lock(call)
-    run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed)
-    return InvokeResult(
-        run=run, text=completion.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
-    )
+# --- closing: one round trip ----------------------------------------------------------------------------
 
 
-def release_lock(call: Call) -> None:
-    if call.key and call.lock_token:
-        try:
-            response_cache.release(call.key, call.lock_token)
-        except Exception:
-            pass
-        call.lock_token = None
-
-
-def serve_from_cache(call: Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
-    completion = Completion(entry.text, entry.input_tokens, entry.output_tokens)
-    settle_quota(call, None)  # a hit costs a request but no tokens
-    try:
-        content_guard(entry.text, "answer")  # the policy may have changed since the answer was cached
-    except Refused as refusal:
-        record_run(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion, charged=False)
-        raise
-    run = record_run(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed, charged=False)
-    return InvokeResult(
-        run=run, text=entry.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
-    )
-
-
-def on_provider_error(
+async def close(
     call: Call,
-    error: ProviderError,
     *,
+    status: str,
+    completion: Completion | None = None,
+    charge: Completion | None = None,
+    error: str = "",
     streamed: bool = False,
-    allow_stale: bool = True,
-    partial: Completion | None = None,
-) -> InvokeResult:
-    """Serve a stale answer within the staleness window if there is one; else record the failure and raise."""
-    release_lock(call)
-    settle_quota(call, partial)
-    if call.stale is not None and error.status >= 500 and allow_stale:
-        call.outcome = Cache.STALE
-        return serve_from_cache(call, call.stale, streamed=streamed)
-    record_run(call, status=AgentRun.Status.FAILED, error=str(error), streamed=streamed, completion=partial)
-    raise error
-
-
-def record_run(
-    call: Call, *, status, completion: Completion | None = None, error: str = "", streamed=False, charged=True
+    store: bool = False,
+    record: bool = True,
 ) -> AgentRun:
+    """Settle the quota (`charge`'s usage; none gives everything back), store the answer (`store`), free
+    the lock, count the cache outcome and record the run: one Redis round trip. The run's tokens and cost
+    are `completion`'s when charged, its text when it succeeded."""
+    call.closed = True
+    run, usage = _run_of(call, status, completion, error, streamed, charged=charge is not None)
+    commands = aredis.client().pipeline(transaction=False)
+    _settle(call, charge, commands)
+    if store and call.key and call.outcome == Cache.MISS and completion is not None:
+        value, seconds = response_cache.encode(
+            text=completion.text,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            ttl=call.agent.agent_type.cache_ttl_seconds,
+        )
+        commands.set(response_cache.entry_name(call.key), value, ex=seconds)
+    if call.lock_token:
+        commands.eval(response_cache.RELEASE_SCRIPT, 1, response_cache.lock_name(call.key), call.lock_token)
+        call.lock_token = None
+    if call.provider_answered:
+        commands.delete(*breaker.success_keys(call.agent.effective_model.provider.name))
+    entry, in_stream = recording.encode(run, usage, call.client_ip), None
+    if record:
+        commands.hincrby(response_cache.stats_name(call.agent.agent_type.slug), call.outcome, 1)
+        if settings.RUN_RECORDING == "stream":
+            commands.eval(RECORD_SCRIPT, 1, recording.STREAM, entry, settings.RUN_STREAM_MAX_BACKLOG)
+            in_stream = len(commands) - 1
+        if call.idempotency_key and status == AgentRun.Status.SUCCEEDED:
+            name = recording.idempotency_name(call.user.pk, call.idempotency_key)
+            commands.set(name, entry, ex=recording.IDEMPOTENCY_TTL_SECONDS)
+    results = None
+    if len(commands):
+        try:
+            results = await commands.execute()
+        except Exception as failure:  # Redis down: the counters keep the reservation; the run is written here
+            logger.warning("closing a call without Redis (%s)", failure.__class__.__name__)
+    if record and (in_stream is None or results is None or not results[in_stream]):
+        await sync_to_async(recording.write_runs)([(run, usage, call.client_ip)])
+    return run
+
+
+def _settle(call: Call, charge: Completion | None, commands) -> None:
+    """The quota step after the call, into the closing pipeline (the process's own limiter aside)."""
+    reservation, call.reservation = call.reservation, None
+    if reservation is None:
+        return
+    tokens = charge.input_tokens + charge.output_tokens if charge else 0
+    cost = (call.agent.effective_model.cost(charge.input_tokens, charge.output_tokens) or 0) if charge else 0
+    deltas = settlement_deltas(reservation, tokens=tokens, cost=cost)
+    if reservation.local:
+        local_limiter.adjust(reservation.user_id, deltas, reservation.generation)
+        return
+    adjustment = adjust_call(reservation.user_id, deltas, reservation.generation)
+    if adjustment is not None:
+        keys, args = adjustment
+        commands.eval(ADJUST_SCRIPT, len(keys), *keys, *args)
+
+
+def _run_of(call: Call, status, completion, error, streamed, charged) -> tuple[AgentRun, object]:
     model = call.agent.effective_model
-    input_tokens = completion.input_tokens if completion else 0
-    output_tokens = completion.output_tokens if completion else 0
-    cost = model.cost(input_tokens, output_tokens) if (completion and charged) else None
-    fields = dict(
-        agent=call.agent,
-        user=call.user,
-        api_key=call.api_key,
+    input_tokens = completion.input_tokens if completion and charged else 0
+    output_tokens = completion.output_tokens if completion and charged else 0
+    succeeded = status == AgentRun.Status.SUCCEEDED
+    run = AgentRun(
+        id=recording.run_id_for(call.user.pk, call.idempotency_key)
+        if call.idempotency_key and succeeded
+        else uuid.uuid4(),
+        agent_id=call.agent.pk,
+        user_id=call.user.pk,
+        api_key_id=getattr(call.api_key, "pk", None),
         agent_version=call.agent.version,
         model_name=model.name,
         input=call.messages,
         output=completion.text if completion and status != AgentRun.Status.REFUSED else "",
         status=status,
         error=error,
-        input_tokens=input_tokens if charged else 0,
-        output_tokens=output_tokens if charged else 0,
-        cost=cost or 0,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=(model.cost(input_tokens, output_tokens) or 0) if charged and completion else 0,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
         cache=call.outcome,
         streamed=streamed,
         idempotency_key=call.idempotency_key,
         request_id=current_request_id() or "",
+        created_at=timezone.now(),
     )
+    usage = recording.usage_of(
+        run, agent_type=call.agent.agent_type.slug, cached=call.outcome in (Cache.HIT, Cache.STALE)
+    )
+    return run, usage
+
+
+@asynccontextmanager
+async def held(call: Call):
+    """Whatever exit the closing step did not make (an unexpected error, the client going away: the call is
+    cancelled), the reservation and the lock are given back, and a call cut off by its client is recorded."""
     try:
-        with transaction.atomic():
-            run = AgentRun.objects.create(**fields)
-    except IntegrityError:  # the same task, delivered twice at once, finished first elsewhere
-        return AgentRun.objects.get(user=call.user, idempotency_key=call.idempotency_key, status=status)
-    usage_record(
-        run_id=run.pk,
-        user=call.user,
-        api_key=call.api_key,
-        agent_type=call.agent.agent_type.slug,
-        model=model.name,
-        input_tokens=run.input_tokens,
-        output_tokens=run.output_tokens,
-        cost=run.cost,
-        cached=call.outcome in (Cache.HIT, Cache.STALE),
-    )
-    response_cache.count(call.agent.agent_type.slug, call.outcome)
-    return run
+        yield
+    except BaseException as error:
+        if not call.closed and (call.reservation is not None or call.lock_token):
+            gone = not isinstance(error, Exception)  # cancelled: the client went away
+            await close(call, status=AgentRun.Status.FAILED, error="The client went away.", record=gone)
+        raise
 
 
-def recorded_run(user, idempotency_key: str) -> AgentRun | None:
+async def recorded_run(user, idempotency_key: str) -> AgentRun | None:
+    """A run already made under this idempotency key (a retried task): from Redis, else the database."""
     if not idempotency_key:
         return None
-    return AgentRun.objects.filter(user=user, idempotency_key=idempotency_key, status=AgentRun.Status.SUCCEEDED).first()
+    try:
+        entry = await aredis.client().get(recording.idempotency_name(user.pk, idempotency_key))
+    except Exception:
+        entry = None
+    if entry is not None:
+        return recording.decode(entry)[0]
+    return await sync_to_async(
+        AgentRun.objects.filter(user=user, idempotency_key=idempotency_key, status=AgentRun.Status.SUCCEEDED).first
+    )()

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.cache import cache
 
 from agents.models import AgentType, LanguageModel, Provider
@@ -49,3 +50,12 @@ def ask(client, agent, text="hello there", **extra):
     return client.post(
         f"/api/v1/agents/{agent.pk}/invoke", {"messages": [{"role": "user", "content": text}]}, format="json", **extra
     )
+
+
+def read_stream(response) -> str:
+    """The whole body of a streamed (async) response, read as a client reads it."""
+
+    async def read():
+        return b"".join([part async for part in response.streaming_content])
+
+    return async_to_sync(read)().decode()

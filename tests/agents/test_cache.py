@@ -4,14 +4,22 @@ import threading
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.db import connection
 
-from agents.models import AgentRun, AgentType
+from agents.models import AgentRun
 from agents.services.agents import agent_update
 from agents.services.invocation import agent_invoke
 from tests.agents.conftest import ask
 from tests.conftest import api_client, make_user
+
+
+def change(agent_type, **fields):
+    """An operator's change, saved as the admin saves it: every process drops what it kept of it."""
+    for name, value in fields.items():
+        setattr(agent_type, name, value)
+    agent_type.save()
 
 
 @pytest.mark.django_db
@@ -42,7 +50,7 @@ def test_the_cache_key_holds_what_changes_the_answer_and_nothing_else(alice, bob
 
     object_share(obj=agent, owner=alice, user=bob, level="use")
     assert ask(api_client(bob), agent, "one")["X-Cache"] == "MISS", "per-user scope: bob gets his own answer"
-    AgentType.objects.filter(pk=agent_type.pk).update(cache_scope="shared")
+    change(agent_type, cache_scope="shared")
     agent.refresh_from_db()
     ask(client, agent, "three")
     assert ask(api_client(bob), agent, "three")["X-Cache"] == "HIT", "shared scope"
@@ -51,13 +59,13 @@ def test_the_cache_key_holds_what_changes_the_answer_and_nothing_else(alice, bob
 @pytest.mark.django_db
 def test_ttl_per_agent_type_and_zero_turns_caching_off(alice, agent, agent_type, fake_llm):
     client = api_client(alice)
-    AgentType.objects.filter(pk=agent_type.pk).update(cache_ttl_seconds=1)
+    change(agent_type, cache_ttl_seconds=1)
     ask(client, agent)
     assert ask(client, agent)["X-Cache"] == "HIT"
     time.sleep(1.1)
     assert ask(client, agent)["X-Cache"] == "MISS"
 
-    AgentType.objects.filter(pk=agent_type.pk).update(cache_ttl_seconds=0)
+    change(agent_type, cache_ttl_seconds=0)
     assert [ask(client, agent)["X-Cache"] for _ in range(2)] == ["BYPASS", "BYPASS"]
 
 
@@ -79,7 +87,9 @@ def test_concurrent_identical_misses_make_one_provider_call(alice, agent, fake_l
     def invoke():
         barrier.wait()
         try:
-            result = agent_invoke(user=alice, agent=agent, messages=[{"role": "user", "content": "same"}])
+            result = async_to_sync(agent_invoke)(
+                user=alice, agent=agent, messages=[{"role": "user", "content": "same"}]
+            )
             outcomes.append(result.cache)
         finally:
             connection.close()
@@ -97,7 +107,7 @@ def test_concurrent_identical_misses_make_one_provider_call(alice, agent, fake_l
 @pytest.mark.django_db
 def test_an_expired_answer_is_served_marked_stale_while_the_provider_is_down(alice, agent, agent_type, fake_llm):
     client = api_client(alice)
-    AgentType.objects.filter(pk=agent_type.pk).update(cache_ttl_seconds=1)
+    change(agent_type, cache_ttl_seconds=1)
     ask(client, agent)
     time.sleep(1.1)
     fake_llm.failures = [500]

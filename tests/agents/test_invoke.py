@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from agents.models import AgentRun
 from agents.services.invocation import agent_invoke
@@ -61,8 +62,9 @@ def test_bad_conversations_get_a_400_and_call_nothing(alice, agent, fake_llm, me
 def test_a_run_retried_with_the_same_idempotency_key_is_recorded_and_charged_once(alice, agent, fake_llm):
     messages = [{"role": "user", "content": "once"}]
 
-    first = agent_invoke(user=alice, agent=agent, messages=messages, idempotency_key="task-1", bypass_cache=True)
-    again = agent_invoke(user=alice, agent=agent, messages=messages, idempotency_key="task-1", bypass_cache=True)
+    invoke = async_to_sync(agent_invoke)
+    first = invoke(user=alice, agent=agent, messages=messages, idempotency_key="task-1", bypass_cache=True)
+    again = invoke(user=alice, agent=agent, messages=messages, idempotency_key="task-1", bypass_cache=True)
 
     assert first.run.pk == again.run.pk and fake_llm.chat_calls() == 1
     assert {k.lower(): v for k, v in fake_llm.requests[0]["headers"].items()}["idempotency-key"] == "task-1"

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from agents.models import AgentRun, AgentType
-from tests.agents.conftest import ask
+from tests.agents.conftest import ask, read_stream
 from tests.conftest import api_client
 
 
@@ -84,7 +84,7 @@ def test_an_anthropic_provider_is_driven_through_its_sdk_plain_and_streamed(alic
         {"messages": [{"role": "user", "content": "stream me"}], "stream": True},
         format="json",
     )
-    body = b"".join(streamed.streaming_content).decode()
+    body = read_stream(streamed)
 
     assert plain.status_code == 200 and plain.json()["output"] == "echo: hello there"
     sent = fake_llm.requests[0]["body"]

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from agents.models import AgentRun
-from tests.agents.conftest import ask
+from tests.agents.conftest import ask, read_stream
 from tests.conftest import api_client
 
 
@@ -20,7 +20,7 @@ def test_streaming_sends_server_sent_events_records_the_run_and_replays_from_the
             format="json",
         )
         assert response["Content-Type"] == "text/event-stream"
-        return response, b"".join(response.streaming_content).decode()
+        return response, read_stream(response)
 
     first, body = stream("tell me more")
     deltas = [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ") and '"text"' in line]
@@ -40,7 +40,7 @@ def stream_body(client, agent, text):
         {"messages": [{"role": "user", "content": text}], "stream": True},
         format="json",
     )
-    return response, b"".join(response.streaming_content).decode()
+    return response, read_stream(response)
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from bench.memory import centres_of, clustered, owner_sizes
 from memory.models import Memory, partition_of
-from memory.selectors import memory_search
+from memory.search import memory_search
 from tests.memory.helpers import bulk_memories, clustered_vectors
 
 
@@ -32,7 +32,7 @@ def test_a_large_slice_goes_through_the_partitions_partial_hnsw_index_with_good_
     # The plan of such a search, under the settings the search uses: the partition's partial index
     from pgvector.django import CosineDistance
 
-    from memory.selectors import hnsw_settings, search_settings
+    from memory.search import hnsw_settings, search_settings
 
     with transaction.atomic(), search_settings(hnsw_settings()):
         queryset = Memory.objects.filter(owner=alice, partition=partition_of(alice.pk)).live()

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from memory.models import Memory
-from memory.selectors import memory_search
+from memory.search import memory_search
 from memory.services import memory_create
 from tests.conftest import api_client
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from memory.indexes import partition_indexes
 from memory.models import Memory, partition_of
-from memory.selectors import memory_search
+from memory.search import memory_search
 from memory.services import memory_create
 from tests.conftest import api_client
 from tests.memory.helpers import bulk_memories, clustered_vectors

@@ -97,7 +97,7 @@ def test_with_redis_killed_workers_and_beat_keep_running_and_reconnect(redis_ser
     agent, headers = caller
     env = platform_env(redis_server)
     worker = CeleryProcess(
-        "worker", tmp_path / "worker.log", "--queues", "celery,webhooks", "--concurrency", "2", env=env
+        "worker", tmp_path / "worker.log", "--queues", "celery,webhooks,agents", "--concurrency", "2", env=env
     )
     beat = CeleryProcess("beat", tmp_path / "beat.log", env=env)
     try:

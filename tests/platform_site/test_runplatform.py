@@ -76,11 +76,14 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
         assert "operator  password: " in printed and "demo      password: " in printed
 
         # When the worker dies, the web goes on serving and the worker is started again
-        [worker] = children(platform.pid, "celery", "worker")
+        [worker] = children(platform.pid, "celery", "worker", "celery,webhooks")
         worker.kill()
         assert wait_ready(port, timeout=30, heartbeat=False)[0] == 200
         _wait_for(lambda: "worker exited with code -9; restarting it" in output.read_text(), "no restart reported")
-        _wait_for(lambda: any(p.pid != worker.pid for p in children(platform.pid, "celery", "worker")), "no worker")
+        _wait_for(
+            lambda: any(p.pid != worker.pid for p in children(platform.pid, "celery", "worker", "celery,webhooks")),
+            "no worker",
+        )
 
         # When the embedded Redis dies, it is started again
         [redis] = [psutil.Process(pid) for pid in _pids_mentioning(str(tmp_path), "redis-server")]

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 from django_redis import get_redis_connection
 
-from quotas.limiter import window
-from quotas.services import quota_admit
+from quotas.limiter import user_tag, window
+from quotas.services.admission import quota_admit
 
 
 def admit(user, tokens=0, cost="0", **extra):
@@ -17,7 +17,7 @@ def admit(user, tokens=0, cost="0", **extra):
 
 def counter(name, user, field, window_name="day"):
     window_id, _, _ = window(window_name)
-    value = get_redis_connection("default").get(f"sb:q:{name}:u{user.pk}:{field}:{window_id}")
+    value = get_redis_connection("default").get(f"{user_tag(user.pk)}:{name}:u{user.pk}:{field}:{window_id}")
     return int(value or 0)
 
 

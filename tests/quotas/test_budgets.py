@@ -5,11 +5,12 @@ import threading
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django_redis import get_redis_connection
 
 from quotas.models import QuotaPolicy
-from quotas.services import QuotaExceeded, quota_release, quota_settle
+from quotas.services.admission import QuotaExceeded, quota_release, quota_settle
 from tests.agents.conftest import ask
 from tests.conftest import api_client
 from tests.quotas.helpers import admit, counter, run_in_threads
@@ -88,7 +89,7 @@ def test_a_stream_never_read_gives_its_reservation_back(alice, agent, fake_llm):
     from agents.services.invocation import agent_invoke_stream
 
     QuotaPolicy.objects.create(name="budget", tokens_per_day=100_000)
-    stream = agent_invoke_stream(user=alice, agent=agent, messages=[{"role": "user", "content": "hi"}])
+    stream = async_to_sync(agent_invoke_stream)(user=alice, agent=agent, messages=[{"role": "user", "content": "hi"}])
     assert counter("budget", alice, "tokens_per_day") > 0, "reserved while the response waits"
 
     stream.close()  # the response closes before its body was read: the client left

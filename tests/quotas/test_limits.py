@@ -8,7 +8,7 @@ from django.db import connection
 
 from quotas.limiter import window
 from quotas.models import QuotaPolicy
-from quotas.services import QuotaExceeded
+from quotas.services.admission import QuotaExceeded
 from tests.quotas.helpers import admit, counter, run_in_threads
 
 

@@ -7,8 +7,8 @@ import pytest
 from django.db.models import Sum
 
 from quotas.models import QuotaPolicy, UsageRecord
-from quotas.services import NANO, QuotaExceeded, quota_settle
-from tests.agents.conftest import ask
+from quotas.services.admission import NANO, QuotaExceeded, quota_settle
+from tests.agents.conftest import ask, read_stream
 from tests.conftest import api_client
 from tests.quotas.helpers import admit, counter
 
@@ -61,7 +61,7 @@ def test_a_cut_off_stream_is_charged_an_upper_bound_of_what_was_generated(alice,
         {"messages": [{"role": "user", "content": "greek"}], "stream": True},
         format="json",
     )
-    b"".join(response.streaming_content)
+    read_stream(response)
 
     sent = "αβγ δεζ ηθι "
     ledger = UsageRecord.objects.get(user=alice)

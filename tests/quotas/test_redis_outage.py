@@ -3,13 +3,14 @@
 import pytest
 
 from quotas.models import QuotaPolicy
-from quotas.services import QuotaExceeded, QuotaUnavailable
+from quotas.services.admission import QuotaExceeded, QuotaUnavailable
 from tests.agents.conftest import ask
 from tests.conftest import api_client, make_user
 from tests.quotas.helpers import admit
 
 
 def dead_redis(settings, tmp_path):
+    settings.REDIS_URL = f"unix://{tmp_path}/no-redis.sock"
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",

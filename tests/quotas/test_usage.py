@@ -3,9 +3,9 @@
 import pytest
 from django_redis import get_redis_connection
 
-from quotas.limiter import window
+from quotas.limiter import user_tag, window
 from quotas.models import UsageDaily, UsageRecord
-from quotas.services import usage_reconcile, usage_roll_up
+from quotas.services.ledger import usage_reconcile, usage_roll_up
 from tests.agents.conftest import ask
 from tests.conftest import api_client, make_user
 from tests.quotas.helpers import admit
@@ -37,7 +37,7 @@ def test_every_run_is_in_the_ledger_rolled_up_per_day_and_reconciled_with_the_co
 
     assert usage_reconcile() == []
     window_id, _, _ = window("day")
-    get_redis_connection("default").incrby(f"sb:q:@default:u{alice.pk}:tokens_per_day:{window_id}", 5)
+    get_redis_connection("default").incrby(f"{user_tag(alice.pk)}:@default:u{alice.pk}:tokens_per_day:{window_id}", 5)
     [drift] = usage_reconcile()
     assert drift["counter_tokens"] - drift["ledger_tokens"] == 5
 

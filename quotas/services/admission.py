@@ -1,33 +1,33 @@
-"""Quotas: admit a request against every applicable limit, settle it with the real usage, keep the ledger.
+"""Quotas: admit a request against every applicable limit, settle it with the real usage.
 
     reservation = quota_admit(user=..., api_key=..., agent_type="helper", model="gpt", tokens=worst, cost=worst)
     ... provider call ...
     quota_settle(reservation=reservation, tokens=used, cost=used_cost)   # or quota_release() on failure
 
 Admission reserves the request's worst case (estimated input plus max output tokens, priced), so spend
-can never pass a budget however many requests are in flight; settlement gives back what was not used.
+can never pass a budget however many requests are in flight; settlement charges what was really used.
 When Redis is unreachable: request limits fall back to a per-process limiter (QUOTA_FAIL_CLOSED makes them
 refuse instead), token and cost budgets refuse with 503, both with a log line.
+
+The invocation pipeline (async) does the same in its own Redis pipelines, one round trip for several
+steps: `reservation_plan` -> `limiter.admit_call` -> `admission_concluded`, and `settlement_deltas`.
 """
 
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Count, Sum
-from django.utils import timezone
 
 from accounts.models import SecurityEvent
 from accounts.services import security_event_record
+from core import local_cache
 from core.exceptions import RateLimited, Unavailable
-from quotas.limiter import Counter, RedisLimiter, Refusal, local_limiter, window
-from quotas.models import LIMITS, LIMITS_BY_FIELD, QuotaPolicy, UsageDaily, UsageRecord
+from quotas.limiter import Counter, RedisLimiter, Refusal, local_limiter, user_tag, window
+from quotas.models import LIMITS, LIMITS_BY_FIELD, QuotaPolicy
 
 logger = logging.getLogger("switchboard.quotas")
 
@@ -79,6 +79,7 @@ class QuotaUnavailable(Unavailable):
 
 @dataclass
 class Reservation:
+    user_id: int = 0
     counters: list[Counter] = field(default_factory=list)
     remaining: list[int] = field(default_factory=list)
     reserved_tokens: int = 0
@@ -111,19 +112,22 @@ def refusal_headers(refusal: Refusal) -> dict[str, str]:
 
 # --- which limits apply --------------------------------------------------------------------------------
 
-_policy_cache: dict = {"policies": [], "loaded_at": 0.0}
+
+def active_policies() -> list[QuotaPolicy]:
+    """All active policies, read once per process and dropped when one changes (quotas.invalidation)."""
+    return local_cache.get("quotapolicies", "all", load=_load_policies)
 
 
-def _active_policies() -> list[QuotaPolicy]:
-    """All active policies, re-read at most every QUOTA_POLICY_CACHE_SECONDS (the table is small, the path hot)."""
-    if time.monotonic() - _policy_cache["loaded_at"] > settings.QUOTA_POLICY_CACHE_SECONDS:
-        _policy_cache["policies"] = list(QuotaPolicy.objects.filter(is_active=True))
-        _policy_cache["loaded_at"] = time.monotonic()
-    return _policy_cache["policies"]
+async def active_policies_async() -> list[QuotaPolicy]:
+    return await local_cache.aget("quotapolicies", "all", load=_load_policies)
+
+
+def _load_policies() -> list[QuotaPolicy]:
+    return list(QuotaPolicy.objects.filter(is_active=True))
 
 
 def applicable_policies(
-    *, user, api_key, agent_type: str, model: str, type_limits: dict
+    *, user, api_key, agent_type: str, model: str, type_limits: dict, policies: list[QuotaPolicy]
 ) -> list[tuple[str, dict, str]]:
     """(name, limits, counter subject) of every policy that applies: settings, agent type, then the table."""
     user_subject = f"u{user.pk}"
@@ -138,7 +142,7 @@ def applicable_policies(
     role = user.role
     policies = [
         policy
-        for policy in _active_policies()
+        for policy in policies
         if (
             policy.applies_to == "everyone"
             or (policy.applies_to == "role" and policy.role == role)
@@ -155,7 +159,7 @@ def applicable_policies(
     return found
 
 
-def _counters(policies, tokens: int, cost_nano: int, now: float) -> list[Counter]:
+def _counters(policies, user_id: int, tokens: int, cost_nano: int, now: float) -> list[Counter]:
     counters = []
     for name, limits, subject in policies:
         for field_name, value in limits.items():
@@ -163,12 +167,27 @@ def _counters(policies, tokens: int, cost_nano: int, now: float) -> list[Counter
             window_id, ttl, length = window(window_name, now)
             amount = {"requests": 1, "tokens": tokens, "cost": cost_nano}[dimension]
             limit = int(Decimal(value) * NANO) if dimension == "cost" else int(value)
-            key = f"sb:q:{name}:{subject}:{field_name}:{window_id}"
+            key = f"{user_tag(user_id)}:{name}:{subject}:{field_name}:{window_id}"
             counters.append(Counter(key, limit, amount, ttl, name, field_name, length))
     return counters
 
 
 # --- admit, settle, release ----------------------------------------------------------------------------
+
+
+def reservation_plan(
+    *, user, api_key, agent_type: str, model: str, tokens: int, cost: Decimal, type_limits: dict, policies, now=None
+) -> Reservation:
+    """The counters a request adds to and what it reserves; RequestTooLarge when it could never pass."""
+    cost_nano = math.ceil(cost * NANO)
+    applicable = applicable_policies(
+        user=user, api_key=api_key, agent_type=agent_type, model=model, type_limits=type_limits, policies=policies
+    )
+    counters = _counters(applicable, user.pk, tokens, cost_nano, time.time() if now is None else now)
+    for counter in counters:
+        if counter.amount > counter.limit:
+            raise RequestTooLarge(counter)
+    return Reservation(user_id=user.pk, counters=counters, reserved_tokens=tokens, reserved_cost=cost_nano)
 
 
 def quota_admit(
@@ -183,27 +202,36 @@ def quota_admit(
     now: float | None = None,
 ) -> Reservation:
     """Count the request against every applicable limit at once, reserving `tokens` and `cost` (worst case)."""
-    cost_nano = math.ceil(cost * NANO)
-    policies = applicable_policies(
-        user=user, api_key=api_key, agent_type=agent_type, model=model, type_limits=type_limits or {}
+    reservation = reservation_plan(
+        user=user,
+        api_key=api_key,
+        agent_type=agent_type,
+        model=model,
+        tokens=tokens,
+        cost=cost,
+        type_limits=type_limits or {},
+        policies=active_policies(),
+        now=now,
     )
-    counters = _counters(policies, tokens, cost_nano, time.time() if now is None else now)
-    for counter in counters:
-        if counter.amount > counter.limit:
-            raise RequestTooLarge(counter)
-    reservation = Reservation(counters=counters, reserved_tokens=tokens, reserved_cost=cost_nano)
     try:
-        refusal, remaining, reservation.generation = RedisLimiter().admit(counters)
+        outcome = RedisLimiter().admit(user.pk, reservation.counters)
     except Exception as error:
-        refusal, remaining, reservation.generation = _admit_without_redis(reservation, error)
+        outcome = admit_without_redis(reservation, error)
+    refusal = admission_concluded(reservation, outcome)
     if refusal is not None:
-        _record_refusal(user, api_key, refusal)
+        record_refusal(user, api_key, refusal)
         raise QuotaExceeded(refusal)
-    reservation.remaining = remaining
     return reservation
 
 
-def _admit_without_redis(reservation: Reservation, error: Exception):
+def admission_concluded(reservation: Reservation, outcome) -> Refusal | None:
+    """Take the limiter's answer into the reservation; the refusal, if it refused."""
+    refusal, remaining, reservation.generation = outcome
+    reservation.remaining = remaining
+    return refusal
+
+
+def admit_without_redis(reservation: Reservation, error: Exception):
     budgets = [c for c in reservation.counters if LIMITS_BY_FIELD[c.field][0] != "requests"]
     logger.warning(
         "quota limiter: Redis unavailable (%s)", error.__class__.__name__, extra={"metric": "quota_redis_unavailable"}
@@ -211,11 +239,11 @@ def _admit_without_redis(reservation: Reservation, error: Exception):
     if budgets or settings.QUOTA_FAIL_CLOSED:
         raise QuotaUnavailable("Quotas cannot be checked right now; try again shortly.") from error
     reservation.local = True
-    return local_limiter.admit(reservation.counters)
+    return local_limiter.admit(reservation.user_id, reservation.counters)
 
 
-def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> None:
-    """Replace the reserved worst case with what was really used, as the ledger records it.
+def settlement_deltas(reservation: Reservation, *, tokens: int, cost: Decimal) -> list[tuple[str, int]]:
+    """What replaces the reserved worst case with what was really used, as the ledger records it.
 
     A provider may spend past the reservation (one that ignores max_tokens): the excess is counted too, so
     the counters keep agreeing with the ledger and, once a budget is overrun, the next request is refused.
@@ -237,8 +265,15 @@ def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> Non
             deltas.append((counter.key, tokens - reservation.reserved_tokens))
         elif dimension == "cost":
             deltas.append((counter.key, used_cost - reservation.reserved_cost))
+    return deltas
+
+
+def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> None:
+    """Replace the reserved worst case with what was really used (see settlement_deltas)."""
+    deltas = settlement_deltas(reservation, tokens=tokens, cost=cost)
     try:
-        (local_limiter if reservation.local else RedisLimiter()).adjust(deltas, reservation.generation)
+        limiter = local_limiter if reservation.local else RedisLimiter()
+        limiter.adjust(reservation.user_id, deltas, reservation.generation)
     except Exception as error:
         logger.warning("quota settle failed (%s); counters keep the reservation", error.__class__.__name__)
 
@@ -248,7 +283,7 @@ def quota_release(*, reservation: Reservation) -> None:
     quota_settle(reservation=reservation, tokens=0, cost=Decimal(0))
 
 
-def _record_refusal(user, api_key, refusal: Refusal) -> None:
+def record_refusal(user, api_key, refusal: Refusal) -> None:
     key = f"quota-refused:{user.pk}:{refusal.counter.policy}:{refusal.counter.field}"
     try:
         first = cache.add(key, 1, timeout=60)
@@ -263,91 +298,3 @@ def _record_refusal(user, api_key, refusal: Refusal) -> None:
             policy=refusal.counter.policy,
             limit=refusal.counter.field,
         )
-
-
-# --- the ledger ----------------------------------------------------------------------------------------
-
-
-def usage_record(
-    *,
-    run_id,
-    user,
-    api_key,
-    agent_type: str,
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    cost: Decimal,
-    cached: bool,
-) -> UsageRecord:
-    return UsageRecord.objects.create(
-        run_id=run_id,
-        user=user,
-        api_key=api_key,
-        agent_type=agent_type,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost=cost,
-        cached=cached,
-    )
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-
-
-@transaction.atomic
-def usage_roll_up(*, day: date) -> int:
-    """Recompute one day's roll-up from the ledger (idempotent: run it again any time)."""
-    start = _day_start(day)
-    rows = (
-        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
-        .values("user_id", "api_key_id", "agent_type", "model")
-        .annotate(
-            requests=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost=Sum("cost")
-        )
-    )
-    UsageDaily.objects.filter(day=day).delete()
-    UsageDaily.objects.bulk_create(UsageDaily(day=day, **row) for row in rows)
-    return len(rows)
-
-
-def usage_reconcile(*, day: date | None = None) -> list[dict]:
-    """Compare the Redis day counters of tokens with the ledger, per user and policy; log and return drift.
-
-    Every day counter of a policy that counts all of a user's requests (no agent type or model filter) is
-    read, so a reservation never settled shows up as well as a ledger row never counted. A request still
-    in flight shows as drift until it settles.
-    """
-    day = day or timezone.now().date()
-    names = {DEFAULTS_NAME} if settings.QUOTA_DEFAULTS.get("tokens_per_day") else set()
-    names |= set(
-        QuotaPolicy.objects.filter(
-            is_active=True,
-            tokens_per_day__isnull=False,
-            agent_type="",
-            model="",
-            applies_to__in=["everyone", "role", "user"],
-        ).values_list("name", flat=True)
-    )
-    start = _day_start(day)
-    ledger = dict(
-        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
-        .values("user_id")
-        .annotate(tokens=Sum("input_tokens") + Sum("output_tokens"))
-        .values_list("user_id", "tokens")
-    )
-    window_id = str(int(start.timestamp()) // 86400)
-    redis = RedisLimiter().redis
-    drift = []
-    for key in redis.scan_iter(match=f"sb:q:*:u*:tokens_per_day:{window_id}", count=1000):
-        _, _, name, subject, _, _ = key.decode().split(":")
-        if name not in names:
-            continue
-        user_id, counted = int(subject[1:]), int(redis.get(key) or 0)
-        if counted != ledger.get(user_id, 0):
-            row = {"user": user_id, "policy": name, "ledger_tokens": ledger.get(user_id, 0), "counter_tokens": counted}
-            drift.append(row)
-            logger.warning("quota drift: %s", row, extra={"metric": "quota_drift"})
-    return sorted(drift, key=lambda row: (row["user"], row["policy"]))

@@ -1,0 +1,21 @@
+"""The agents each process keeps for the invocation pipeline (agents.selectors.agent_get_for_invocation)
+are dropped everywhere when they change: an agent, or the catalog rows it carries (its type, its model,
+that model's provider), which operators change in the admin."""
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from agents.models import Agent, AgentType, LanguageModel, Provider
+from core.local_cache import invalidate
+
+
+@receiver([post_save, post_delete], sender=Agent, dispatch_uid="agents.invalidate_agent")
+def _agent_changed(sender, instance, **kwargs):
+    invalidate("agent", instance.pk)
+
+
+@receiver([post_save, post_delete], sender=AgentType, dispatch_uid="agents.invalidate_agent_types")
+@receiver([post_save, post_delete], sender=LanguageModel, dispatch_uid="agents.invalidate_models")
+@receiver([post_save, post_delete], sender=Provider, dispatch_uid="agents.invalidate_providers")
+def _catalog_changed(sender, **kwargs):
+    invalidate("agent")  # every agent carries its type, model and provider
