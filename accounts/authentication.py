@@ -7,7 +7,6 @@ every process.
 
 import re
 
-from asgiref.sync import sync_to_async
 from auditlog.context import auditlog_value
 from django.core.cache import cache
 from rest_framework import authentication, exceptions
@@ -15,6 +14,7 @@ from rest_framework import authentication, exceptions
 from accounts.models import KEY_PREFIX, SecurityEvent
 from accounts.security import client_ip
 from accounts.services import ApiKeyRejected, apikey_authenticate, apikey_authenticate_async, security_event_record
+from core.async_db import database_sync_to_async
 from core.correlation import user_id_var
 
 INVALID_CREDENTIALS = "Invalid or missing credentials."
@@ -59,14 +59,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         """The same on the event loop: the key comes from the process's cache; a rejection, which writes a
         security event, is recorded in a thread."""
         if request.query_params:
-            await sync_to_async(refuse_keys_in_query_string)(request)
+            await database_sync_to_async(refuse_keys_in_query_string)(request)
         raw_key = self._presented(request, query_checked=True)
         if raw_key is None:
             return None
         try:
             key = await apikey_authenticate_async(raw_key=raw_key)
         except ApiKeyRejected as rejected:
-            await sync_to_async(self._rejected)(request, rejected)
+            await database_sync_to_async(self._rejected)(request, rejected)
         return self._authenticated(key)
 
     def _presented(self, request, query_checked: bool = False) -> str | None:

@@ -2,7 +2,6 @@
 
 import json
 
-from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -28,6 +27,7 @@ from agents.serializers import (
 )
 from agents.services import agents, catalog, invocation
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
+from core.async_db import database_sync_to_async
 from core.async_views import AsyncAPIView
 from core.exceptions import Refused
 from core.pagination import NewestFirst
@@ -78,6 +78,10 @@ class AgentViewSet(SharingMixin, PolicyMixin, viewsets.GenericViewSet):
         return Response(status=204)
 
 
+# One instance for every request: a new serializer deep-copies its fields, a cost paid on every call.
+INVOKE_REQUEST = InvokeSerializer()
+
+
 @extend_schema(tags=["agents"])
 class AgentInvokeView(PolicyMixin, AsyncAPIView):
     """Invoke an agent: async from end to end (core.async_views), so one process holds many calls at once,
@@ -109,20 +113,19 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
     async def post(self, request, pk):
         """Send a conversation to the agent. With `"stream": true` the answer comes as server-sent events."""
         agent = await selectors.agent_get_for_invocation(user=request.user, pk=int_or_404(pk))
-        data = InvokeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = INVOKE_REQUEST.run_validation(request.data)
         call = {
             "user": request.user,
             "agent": agent,
-            "messages": [dict(message) for message in data.validated_data["messages"]],
+            "messages": [dict(message) for message in data["messages"]],
             "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
             "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
         }
         if request.query_params.get("async") in ("1", "true"):
-            start = sync_to_async(invocation.agent_invoke_async)
+            start = database_sync_to_async(invocation.agent_invoke_async)
             record, _ = await start(**call, idempotency_key=idempotency_key(request))
             return task_accepted(request, record)
-        if data.validated_data["stream"]:
+        if data["stream"]:
             return _stream_response(await invocation.agent_invoke_stream(**call, client_ip=client_ip(request)))
         result = await invocation.agent_invoke(**call, client_ip=client_ip(request))
         run = result.run

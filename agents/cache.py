@@ -107,10 +107,15 @@ return 0
 """
 
 
-async def acquire(key: str, seconds: float) -> str | None:
-    """Become the one request that calls the provider for this key; returns the lock's token, or None."""
+async def acquire(key: str, seconds: float) -> tuple[str | None, Entry | None]:
+    """Try to become the one request that calls the provider for this key: the lock's token (or None), and
+    the entry as it is now, read in the same round trip (a leader that finished since the lookup stored it)."""
     token = uuid.uuid4().hex
-    return token if await aredis.client().set(lock_name(key), token, nx=True, px=int(seconds * 1000)) else None
+    commands = aredis.client().pipeline(transaction=False)
+    commands.set(lock_name(key), token, nx=True, px=int(seconds * 1000))
+    commands.get(entry_name(key))
+    acquired, raw = await commands.execute()
+    return (token if acquired else None), decode(raw)
 
 
 async def release(key: str, token: str) -> None:

@@ -8,10 +8,11 @@ the database, runs in a thread, which also reads the user's role and permissions
 HttpResponse (a DRF Response would be rendered in a thread again).
 """
 
-from asgiref.sync import sync_to_async
 from django.http import HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.async_db import database_sync_to_async
 
 
 class AsyncAPIView(APIView):
@@ -36,7 +37,7 @@ class AsyncAPIView(APIView):
             if hasattr(authenticator, "authenticate_async"):
                 found = await authenticator.authenticate_async(request)
             else:
-                found = await sync_to_async(_with_role_and_permissions(authenticator.authenticate))(request)
+                found = await database_sync_to_async(_with_role_and_permissions(authenticator.authenticate))(request)
             if found is not None:
                 request._authenticator = authenticator
                 request.user, request.auth = found
@@ -63,4 +64,5 @@ def _rendered(response: Response) -> HttpResponse:
     rendered = HttpResponse(response.content, status=response.status_code)
     for name, value in response.items():
         rendered[name] = value
+    rendered["Content-Length"] = str(len(response.content))  # the gateway's chain has no CommonMiddleware
     return rendered

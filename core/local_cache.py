@@ -12,14 +12,16 @@ never serves a row whose change it may have missed. A load that overlaps a chang
 entry is at most LOCAL_CACHE_MAX_AGE_SECONDS old whatever happens.
 """
 
+import asyncio
 import logging
 import os
 import threading
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
+
+from core.async_db import database_sync_to_async
 
 logger = logging.getLogger("switchboard.cache")
 
@@ -34,6 +36,7 @@ class LocalCache:
         self.listening = False
         self.lock = threading.Lock()
         self.pid = 0
+        self.loading: dict[tuple, asyncio.Future] = {}  # loads under way, per event loop
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -61,11 +64,21 @@ class LocalCache:
         return value
 
     async def aget(self, name: str, key, load):
+        """Requests that miss the same entry at once share one load (a thousand arriving together ask the
+        database once)."""
         found, value = self.lookup(name, key)
         if found:
             return value
+        loading = (asyncio.get_running_loop(), name, str(key))
+        shared = self.loading.get(loading)
+        if shared is None:
+            shared = self.loading[loading] = asyncio.ensure_future(self._aload(name, key, load))
+            shared.add_done_callback(lambda _: self.loading.pop(loading, None))
+        return await asyncio.shield(shared)  # one caller going away does not cancel the others' load
+
+    async def _aload(self, name: str, key, load):
         generation = self.generation
-        value = await sync_to_async(load)()
+        value = await database_sync_to_async(load)()
         self.keep(name, key, value, generation)
         return value
 

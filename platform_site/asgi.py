@@ -7,23 +7,34 @@ goes through the full stack (sessions, CSRF, authentication, messages, lockouts,
 middleware Django runs in threads.
 """
 
+import asyncio
 import os
 import re
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 site = get_asgi_application()  # sets Django up
 
+from agents.providers import load_sdks  # noqa: E402  (after setup)
+
+load_sdks()
+
 GATEWAY_PATHS = re.compile(r"^/api/v1/agents/\d+/invoke$")
 
 
 class GatewayHandler(ASGIHandler):
-    """Django's ASGI handler with GATEWAY_MIDDLEWARE, each of them async: no thread per layer."""
+    """Django's ASGI handler with GATEWAY_MIDDLEWARE, each of them async: no thread per layer; and without
+    what costs a thread per request: no thread-sensitive context (nothing on this path runs in a request's
+    own thread: database work goes to core.async_db's threads) and no request_started / request_finished
+    signals (their receivers look after the database connections of request threads, of which there are
+    none). A client that goes away cancels the view, as Django does."""
 
     def load_middleware(self, is_async=False):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
@@ -31,6 +42,39 @@ class GatewayHandler(ASGIHandler):
         for path in reversed(settings.GATEWAY_MIDDLEWARE):
             handler = convert_exception_to_response(import_string(path)(handler))
         self._middleware_chain = handler
+
+    async def __call__(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+        serving = asyncio.create_task(self._serve(request, send))
+        watching = asyncio.create_task(self.listen_for_disconnect(receive))
+        await asyncio.wait([serving, watching], return_when=asyncio.FIRST_COMPLETED)
+        for task in (watching, serving):  # the listener first: a disconnect cancels the view
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, RequestAborted):
+                pass
+        body_file.close()
+
+    async def _serve(self, request, send) -> None:
+        response = await self.run_get_response(request)
+        try:
+            await self.send_response(response, send)
+        except asyncio.CancelledError:  # the client went away while it was sent
+            pass
+        finally:
+            for close in response._resource_closers:  # what response.close() does, less the signal
+                close()
 
 
 gateway = GatewayHandler()

@@ -4,7 +4,7 @@ import logging.config
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 
@@ -19,3 +19,12 @@ def _use_django_logging(**_):
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_ready.connect
+def _load_provider_sdks(sender, **_):
+    """A worker that takes agent calls imports the SDKs as it starts, not in its first calls."""
+    if "agents" in sender.app.amqp.queues.consume_from:
+        from agents.providers import load_sdks
+
+        load_sdks()

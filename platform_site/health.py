@@ -3,7 +3,9 @@
 `/healthz` answers as long as the process serves requests and touches nothing else. `/readyz` checks the
 database, Redis and the Celery broker, each with its latency, and answers 503 naming what is down. It
 also reports the age of the last Celery beat heartbeat (informational: a stopped beat does not make the
-web process unready).
+web process unready), and the run recorder's backlog: runs answered but not yet written to PostgreSQL
+(`behind` past half of RUN_STREAM_MAX_BACKLOG; at the limit requests write their own runs, so it is
+informational too).
 """
 
 import logging
@@ -98,6 +100,16 @@ def heartbeat_status() -> dict:
     return {"status": "stale" if stale else "ok", "last": last, "age_seconds": round(age, 1)}
 
 
+def run_backlog_status() -> dict:
+    from agents import recording
+
+    waiting = recording.backlog()
+    if waiting is None:
+        return {"status": "unknown"}
+    limit = settings.RUN_STREAM_MAX_BACKLOG
+    return {"status": "behind" if waiting > limit // 2 else "ok", "waiting": waiting, "limit": limit}
+
+
 @never_cache
 @require_GET
 def healthz(request):
@@ -114,5 +126,6 @@ def readyz(request):
         "down": down,
         "checks": {name: result.as_dict() for name, result in checks.items()},
         "heartbeat": heartbeat_status() if "redis" not in down else {"status": "unknown"},
+        "run_backlog": run_backlog_status() if "redis" not in down else {"status": "unknown"},
     }
     return JsonResponse(body, status=503 if down else 200)

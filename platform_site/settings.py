@@ -171,6 +171,9 @@ DATABASES["default"].update(
     CONN_MAX_AGE=env.int("DATABASE_CONN_MAX_AGE", default=60),
     CONN_HEALTH_CHECKS=True,
 )
+# Threads (each with its database connection) that run the database work of async views in one process:
+# the most PostgreSQL connections the calls in flight of a web process use (core.async_db).
+ASYNC_DB_THREADS = env.int("ASYNC_DB_THREADS", default=8)
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
@@ -183,6 +186,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = required_in_production("REDIS_URL", lambda: embedded.redis_url(db=0))
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+# Connections the async client of one process opens at most: a thousand calls in flight share them, and
+# one waits up to REDIS_POOL_WAIT_SECONDS for a free one (a burst of answers queues there; an unreachable
+# Redis still fails within REDIS_SOCKET_TIMEOUT, on the connections already open).
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=256)
+REDIS_POOL_WAIT_SECONDS = env.float("REDIS_POOL_WAIT_SECONDS", default=5.0)
 # Rows every request reads are kept in each process and dropped on change through Redis (core.local_cache).
 LOCAL_CACHE_MAX_AGE_SECONDS = env.float("LOCAL_CACHE_MAX_AGE_SECONDS", default=30)
 LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=100_000)
@@ -329,6 +337,8 @@ AUDITLOG_CID_GETTER = "core.correlation.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True
 
 # Agents: the invocation pipeline (agents/services/), the response cache and the provider breaker.
+# Connections to one provider a process keeps open at most: the calls it can have in flight to it.
+PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", default=2000)
 # Runs go to a Redis stream written to PostgreSQL by `manage.py record_runs` ("stream"), or are written by
 # each request ("direct"); past RUN_STREAM_MAX_BACKLOG unwritten entries requests write their own.
 RUN_RECORDING = env.str("RUN_RECORDING", default="stream")

@@ -36,5 +36,5 @@ CELERY_TASK_ROUTES = {
 # Quotas are tested with their own policies; the default per-user rate must not get in other tests' way.
 QUOTA_DEFAULTS = {"requests_per_minute": 10_000}
 # Runs are written by the request itself, so a test reads them at once; tests/agents/test_recording.py
-# runs the stream and its recorder.
-RUN_RECORDING = "direct"
+# and the servers of tests/agents/test_in_flight.py use the stream and its recorder.
+RUN_RECORDING = os.environ.get("RUN_RECORDING", "direct")

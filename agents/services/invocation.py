@@ -163,8 +163,11 @@ class InvokeStream:
             await close(self.call, status=AgentRun.Status.FAILED, error="The stream was never read.", streamed=True)
 
     def close(self) -> None:
-        """aclose for sync callers (Django closes a response from a thread)."""
-        if self._loop.is_running():
+        """aclose for sync callers: Django closes a response from a thread; the gateway handler on the loop
+        itself, where waiting for it would block the loop (it runs as a task)."""
+        if _running_loop() is self._loop:
+            self._closing = self._loop.create_task(self.aclose())
+        elif self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result()
         else:
             async_to_sync(self.aclose)()
@@ -217,13 +220,14 @@ class InvokeStream:
             )
             raise
         except BaseException as error:  # the client went away (cancelled, closed), or something broke
-            if isinstance(error, Exception):
+            broke = isinstance(error, Exception)
+            if broke:
                 logger.exception("stream failed")
             partial = self._partial(sent)
             await close(
                 call,
                 status=AgentRun.Status.FAILED,
-                error="The stream was cut off.",
+                error="The stream was cut off." if broke else "The client went away.",
                 completion=partial,
                 charge=partial,
                 streamed=True,
@@ -274,3 +278,10 @@ def agent_invoke_async(*, user, agent: Agent, messages, api_key=None, bypass_cac
         },
         idempotency_key=idempotency_key,
     )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -20,7 +20,6 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -31,6 +30,7 @@ from agents import cache as response_cache
 from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError
 from core import aredis, local_cache
+from core.async_db import database_sync_to_async
 from core.correlation import current_request_id
 from core.exceptions import Refused
 from memory.services import memory_recall
@@ -149,7 +149,7 @@ async def retrieve_memories(call: Call) -> list[str]:
     preferences = await local_cache.aget("preferences", call.user.pk, load=lambda: preferences_get(user=call.user))
     if not preferences.memory_enabled:
         return []
-    hits, _ = await sync_to_async(memory_recall)(
+    hits, _ = await database_sync_to_async(memory_recall)(
         user=call.user,
         query=call.messages[-1]["content"],
         k=settings.MEMORY_PROMPT_K,
@@ -229,7 +229,7 @@ async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.En
     limit (all or nothing, QuotaExceeded / QuotaUnavailable), and the cached answer read. Returns a fresh
     entry to serve, if there is one."""
     if not call.user.is_superuser and "_role" not in call.user.__dict__:  # which policies apply: read in a thread
-        await sync_to_async(getattr)(call.user, "role")
+        await database_sync_to_async(getattr)(call.user, "role")
     reservation = plan_quota(call, await active_policies_async())
     call.key = await cache_key(call, bypass_cache)
     commands = aredis.client().pipeline(transaction=False)
@@ -251,7 +251,7 @@ async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.En
         )
     refusal = admission_concluded(reservation, outcome)
     if refusal is not None:
-        await sync_to_async(record_refusal)(call.user, call.api_key, refusal)
+        await database_sync_to_async(record_refusal)(call.user, call.api_key, refusal)
         raise QuotaExceeded(refusal)
     call.reservation, call.ratelimit_headers = reservation, reservation.headers()
     if call.key is None or failure is not None:
@@ -275,19 +275,21 @@ def _lock_seconds(call: Call) -> float:
 
 async def take_the_lead(call: Call) -> response_cache.Entry | None:
     """Single flight: become the one request asking the provider for this answer, or wait for the one that
-    is (then its answer is a hit)."""
+    is (then its answer is a hit). An answer stored since the lookup is a hit too."""
     if call.outcome != Cache.MISS:
         return None
     seconds = _lock_seconds(call)
     try:
-        call.lock_token = await response_cache.acquire(call.key, seconds)
-        if call.lock_token:
-            return None
-        entry = await response_cache.wait_for(call.key, seconds)
-        if entry is not None:
-            call.outcome = Cache.HIT
+        call.lock_token, entry = await response_cache.acquire(call.key, seconds)
+        if entry is None or not entry.fresh:
+            if call.lock_token:
+                return None
+            entry = await response_cache.wait_for(call.key, seconds)
+            if entry is None:
+                call.lock_token, entry = await response_cache.acquire(call.key, seconds)
+        if entry is not None and entry.fresh:
+            call.outcome = Cache.HIT  # a lock taken meanwhile is released when the call closes
             return entry
-        call.lock_token = await response_cache.acquire(call.key, seconds)
     except Exception as error:
         logger.warning("response cache unavailable (%s); calling the provider", error.__class__.__name__)
         call.key, call.outcome = None, Cache.BYPASS
@@ -366,7 +368,7 @@ async def close(
         except Exception as failure:  # Redis down: the counters keep the reservation; the run is written here
             logger.warning("closing a call without Redis (%s)", failure.__class__.__name__)
     if record and (in_stream is None or results is None or not results[in_stream]):
-        await sync_to_async(recording.write_runs)([(run, usage, call.client_ip)])
+        await database_sync_to_async(recording.write_runs)([(run, usage, call.client_ip)])
     return run
 
 
@@ -444,6 +446,6 @@ async def recorded_run(user, idempotency_key: str) -> AgentRun | None:
         entry = None
     if entry is not None:
         return recording.decode(entry)[0]
-    return await sync_to_async(
+    return await database_sync_to_async(
         AgentRun.objects.filter(user=user, idempotency_key=idempotency_key, status=AgentRun.Status.SUCCEEDED).first
     )()

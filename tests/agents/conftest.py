@@ -1,3 +1,5 @@
+import asyncio
+import json
 from decimal import Decimal
 
 import pytest
@@ -59,3 +61,39 @@ def read_stream(response) -> str:
         return b"".join([part async for part in response.streaming_content])
 
     return async_to_sync(read)().decode()
+
+
+# --- against a live server: many clients at once ------------------------------------------------------
+
+
+async def post(port: int, path: str, body: dict, key: str) -> tuple[int, bytes]:
+    """One POST on its own connection, as a separate client would make it; (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n".encode()
+        + raw
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():  # a stream
+        payload = b"".join(payload.split(b"\r\n")[1::2])
+    return int(head.split()[1]), payload
+
+
+async def invoke_all(port: int, agent_id: int, key: str, questions: list[str], streams: int = 0) -> list:
+    """Every question asked at once, each by its own client, the first `streams` of them for a stream;
+    [(status, body)] in the same order."""
+    return await asyncio.gather(
+        *[
+            post(
+                port,
+                f"/api/v1/agents/{agent_id}/invoke",
+                {"messages": [{"role": "user", "content": question}], "stream": n < streams},
+                key,
+            )
+            for n, question in enumerate(questions)
+        ]
+    )

@@ -5,6 +5,9 @@ It serves /v1/chat/completions (plain and streamed, with usage counts) and /v1/e
 `echo: <last user message>` unless `reply` is set; prompt tokens are the words of all messages, completion
 tokens the words of the answer. `latency` delays every answer; `failures` is a list of HTTP statuses
 answered (one per request) before it answers normally again; `requests` keeps what it received.
+`most_in_flight` is the most requests it held at once, `abandoned` how many callers hung up while it was
+still waiting to answer (a caller that cancels its call closes the connection). With `answer_at_in_flight`
+set it holds every request until that many are in flight at once (or a minute has passed), then answers.
 
     python -m tests.fakes.openai_server --port 8765 --latency 0.02     # standalone, for bench/
 """
@@ -12,9 +15,16 @@ answered (one per request) before it answers normally again; `requests` keeps wh
 import argparse
 import hashlib
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # many callers connect at once
 
 
 class FakeOpenAI:
@@ -24,9 +34,13 @@ class FakeOpenAI:
         self.reply: str | None = None
         self.cut_stream_after: int | None = None  # words sent before a stream is dropped without finishing
         self.requests: list[dict] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.abandoned = 0
+        self.answer_at_in_flight: int | None = None
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.server.daemon_threads = True
+        self.gathered = threading.Condition(self.lock)
+        self.server = _Server((host, port), self._handler())
         self.base_url = f"http://{host}:{self.server.server_port}/v1"
 
     def start(self) -> "FakeOpenAI":
@@ -55,8 +69,38 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 with fake.lock:
                     fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-                if fake.latency:
-                    time.sleep(fake.latency)
+                    fake.in_flight += 1
+                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                    if fake.answer_at_in_flight:
+                        fake.gathered.notify_all()
+                        fake.gathered.wait_for(lambda: fake.most_in_flight >= fake.answer_at_in_flight, timeout=60)
+                try:
+                    if fake.latency and self._caller_hung_up_within(fake.latency):
+                        with fake.lock:
+                            fake.abandoned += 1
+                        self.close_connection = True
+                        return
+                    self._answer(body)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _caller_hung_up_within(self, seconds: float) -> bool:
+                """Wait `seconds`, watching the connection: True as soon as the caller closes it."""
+                deadline = time.monotonic() + seconds
+                watch = select.poll()  # not select(): descriptors past 1024 when many callers are connected
+                watch.register(self.connection, select.POLLIN)
+                while (left := deadline - time.monotonic()) > 0:
+                    if watch.poll(left * 1000):
+                        try:
+                            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                                return True
+                        except OSError:
+                            return True
+                        time.sleep(min(left, 0.01))  # a pipelined request: keep waiting
+                return False
+
+            def _answer(self, body):
                 failure = fake._next_failure()
                 if failure:
                     return self._json(failure, {"error": {"message": "injected failure", "type": "server_error"}})

@@ -52,6 +52,7 @@ def test_readyz_is_503_naming_redis_when_redis_is_unreachable(client):
     assert body["checks"]["redis"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
     assert body["heartbeat"] == {"status": "unknown"}
+    assert body["run_backlog"] == {"status": "unknown"}
 
 
 @pytest.mark.django_db
