@@ -21,4 +21,6 @@ RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost FIELD_ENCRYPTION_KEYS=build-on
 
 USER switchboard
 EXPOSE 8000
-CMD ["gunicorn", "platform_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]
+# The whole site on one ASGI server: gunicorn manages uvicorn workers (platform_site/serving.py), each holding
+# many calls at once; one per core.
+CMD ["gunicorn", "platform_site.asgi:application", "-k", "platform_site.serving.Worker", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60"]

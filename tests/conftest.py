@@ -69,9 +69,33 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "--pool",
         "solo",
         "--queues",
-        "celery,webhooks,agents",
+        "celery,webhooks",
         "--include",
         "tests.worker_tasks",
+        "--without-mingle",
+        "--without-gossip",
+    )
+    worker.wait_for_log("ready.")
+    WORKER_STARTED.append(worker)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def agents_worker(celery_worker, tmp_path_factory):
+    """The worker for agent calls, as the Procfile runs it: the `agents` queue, 64 calls at once in threads
+    sharing one event loop."""
+    worker = CeleryProcess(
+        "worker",
+        tmp_path_factory.mktemp("celery") / "agents.log",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "64",
+        "--queues",
+        "agents",
+        "--hostname",
+        "agents@%h",
         "--without-mingle",
         "--without-gossip",
     )

@@ -71,7 +71,7 @@ def test_a_run_retried_with_the_same_idempotency_key_is_recorded_and_charged_onc
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_async_invocation_answers_202_and_the_worker_records_one_run(celery_worker, alice, agent, fake_llm):
+def test_an_async_invocation_answers_202_and_the_worker_records_one_run(agents_worker, alice, agent, fake_llm):
     from tasks.models import TaskRecord
     from tests.tasks.conftest import wait_until
 
