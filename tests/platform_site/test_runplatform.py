@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import time
 import urllib.request
 
 import psutil
+import requests
 from django.conf import settings
 
 
@@ -52,7 +54,7 @@ def children(pid: int, *words: str) -> list[psutil.Process]:
     return found
 
 
-def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_started(tmp_path):
+def test_make_run_serves_every_process_and_ctrl_c_stops_everything_it_started(tmp_path):
     # `make run` is `manage.py runplatform` once .venv exists; here with its own var/ and port.
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
@@ -74,6 +76,11 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
         assert body["heartbeat"]["status"] == "ok", "beat and the worker did not record a heartbeat"
         assert f"http://127.0.0.1:{port}/admin/" in printed
         assert "operator  password: " in printed and "demo      password: " in printed
+
+        # An agent call made by the agents worker is answered, and its run written by the recorder
+        task, runs = call_the_demo_agent_in_the_background(port, printed)
+        assert task["status"] == "succeeded" and task["result"]["output"] == "echo: hello from the test"
+        assert [run["id"] for run in runs] == [task["result"]["run"]]
 
         # When the worker dies, the web goes on serving and the worker is started again
         [worker] = children(platform.pid, "celery", "worker", "celery,webhooks")
@@ -97,6 +104,35 @@ def test_make_run_serves_web_worker_and_beat_and_ctrl_c_stops_everything_it_star
     assert "Stopping embedded postgres, redis" in output.read_text()
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def call_the_demo_agent_in_the_background(port: int, printed: str) -> tuple[dict, list]:
+    """As the demo user: sign in, make a key, invoke the demo agent with ?async=1; (its task once finished,
+    the runs the API lists once the recorder has written them)."""
+    base = f"http://127.0.0.1:{port}"
+    password = re.search(r"demo {6}password: (\S+)", printed).group(1)
+    session = requests.Session()
+    assert session.post(f"{base}/api/v1/auth/login", json={"username": "demo", "password": password}).ok
+    created = session.post(
+        f"{base}/api/v1/keys",
+        json={"name": "make run test", "scopes": ["agents:read", "agents:invoke", "tasks:read"]},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": base},
+    )
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {created.json()['key']}"
+    [agent] = [a for a in api.get(f"{base}/api/v1/agents").json()["results"] if a["name"] == "Echo helper"]
+    started = api.post(
+        f"{base}/api/v1/agents/{agent['id']}/invoke?async=1",
+        json={"messages": [{"role": "user", "content": "hello from the test"}]},
+    )
+    assert started.status_code == 202, started.text
+    task = {}
+    _wait_for(
+        lambda: task.update(api.get(started.headers["Location"]).json()) or task["status"] == "succeeded", "no answer"
+    )
+    runs = []
+    _wait_for(lambda: runs.extend(api.get(f"{base}/api/v1/runs").json()["results"]) or runs, "no run written")
+    return task, runs
 
 
 def _wait_for(condition, message: str, timeout: float = 30):
