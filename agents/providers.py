@@ -112,7 +112,10 @@ def _new_client(provider: Provider, api_key: str):
         # three times as much per call, in proportion to the connections open.
         http_client=sdk.DefaultAioHttpClient(
             timeout=provider.timeout_seconds,
-            limits=httpx2.Limits(max_connections=settings.PROVIDER_MAX_CONNECTIONS, max_keepalive_connections=100),
+            limits=httpx2.Limits(
+                max_connections=settings.PROVIDER_MAX_CONNECTIONS,
+                max_keepalive_connections=settings.PROVIDER_MAX_CONNECTIONS,
+            ),
         ),
     )
 

@@ -16,9 +16,11 @@ import select
 import weakref
 
 import redis.asyncio
+import redis.asyncio.sentinel
 from django.conf import settings
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import redis_connections
 from core.redis_outage import AsyncFailFast
 
 PATIENCE_WINDOWS = 10
@@ -85,7 +87,12 @@ class _Patient:
 
 _PATIENT = {
     base: type(f"Patient{base.__name__}", (_Patient, base), {})
-    for base in (redis.asyncio.Connection, redis.asyncio.SSLConnection, redis.asyncio.UnixDomainSocketConnection)
+    for base in (
+        redis.asyncio.Connection,
+        redis.asyncio.SSLConnection,
+        redis.asyncio.UnixDomainSocketConnection,
+        redis.asyncio.sentinel.SentinelManagedConnection,  # REDIS_URL names a Sentinel service
+    )
 }
 
 
@@ -93,15 +100,15 @@ def client() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
+        pool = redis_connections.async_pool(
             settings.REDIS_URL,
             max_connections=settings.REDIS_MAX_CONNECTIONS,
             timeout=settings.REDIS_POOL_WAIT_SECONDS,
+            connection_class=_PATIENT.__getitem__,  # the URL chose TCP, TLS, a Unix socket or Sentinel
             socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
             socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
             retry=AsyncFailFast(),
         )
-        pool.connection_class = _PATIENT[pool.connection_class]  # the URL chose TCP, TLS or a Unix socket
         found = redis.asyncio.Redis(connection_pool=pool)
         _clients[loop] = found
     return found

@@ -22,6 +22,8 @@ class AsyncAPIView(APIView):
         self.request = request
         self.headers = self.default_response_headers
         try:
+            self.format_kwarg = self.get_format_suffix(**kwargs)
+            request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
             await self._authenticate(request)
             self.check_permissions(request)
             method = request.method.lower()

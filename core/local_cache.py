@@ -111,11 +111,13 @@ class LocalCache:
             threading.Thread(target=self._listen, name="local-cache-listener", daemon=True).start()
 
     def _listen(self) -> None:
-        import redis
+        from core import redis_connections
 
         while True:
             try:
-                connection = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+                connection = redis_connections.sync_client(
+                    settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5
+                )
                 pubsub = connection.pubsub(ignore_subscribe_messages=False)
                 pubsub.subscribe(CHANNEL)
                 while True:

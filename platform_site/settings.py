@@ -8,11 +8,12 @@ docs/configuration.md lists every variable.
 
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core import redis_connections
 from core.json_logs import JSON_FORMATTER
 from core.redis_outage import FailFast
 from platform_site import embedded
@@ -45,31 +46,6 @@ def dev_secret_key() -> str:
         path.write_text(get_random_secret_key())
         path.chmod(0o600)
     return path.read_text().strip()
-
-
-def with_redis_db(url: str, db: int) -> str:
-    """The same Redis server as `url`, another logical database."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = parse_qs(parts.query)
-        query["db"] = [str(db)]
-        return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-def redis_db_of(url: str) -> int:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return int(parse_qs(parts.query).get("db", ["0"])[0])
-    return int(parts.path.strip("/") or 0)
-
-
-def celery_broker_from_redis(url: str) -> str:
-    """Kombu spells a unix-socket Redis as redis+socket:// with the db as virtual_host."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"redis+socket://{parts.path}?virtual_host={redis_db_of(url)}"
-    return url
 
 
 # --- core ---------------------------------------------------------------------------------------------
@@ -196,24 +172,17 @@ LOCAL_CACHE_MAX_AGE_SECONDS = env.float("LOCAL_CACHE_MAX_AGE_SECONDS", default=3
 LOCAL_CACHE_MAX_ENTRIES = env.int("LOCAL_CACHE_MAX_ENTRIES", default=100_000)
 # After Redis fails to answer, calls fail at once for this long (core.redis_outage), then it is asked again.
 REDIS_RETRY_AFTER_SECONDS = env.float("REDIS_RETRY_AFTER_SECONDS", default=2)
+# REDIS_URL may name a Sentinel service instead of a server (core.redis_connections: how it is written).
 CACHES = {
     "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        **redis_connections.django_cache(REDIS_URL, socket_timeout=REDIS_SOCKET_TIMEOUT, retry=FailFast()),
         "KEY_PREFIX": "sb",
-        "OPTIONS": {
-            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-            "CONNECTION_POOL_KWARGS": {"retry": FailFast()},
-        },
     }
 }
 
 # --- Celery -------------------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=celery_broker_from_redis(with_redis_db(REDIS_URL, redis_db_of(REDIS_URL) + 1))
-)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=redis_connections.celery_broker_url(REDIS_URL))
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
@@ -237,6 +206,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT", default=3600),
     "socket_timeout": BROKER_SOCKET_TIMEOUT,
     "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+    **redis_connections.celery_transport_options(CELERY_BROKER_URL, REDIS_URL),  # a Sentinel broker's service
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None

@@ -130,10 +130,11 @@ def adjust_call(user_id: int, deltas: list[tuple[str, int]], generation: str) ->
 
 
 class RedisLimiter:
-    """The scripts run from sync code, one round trip each (async code puts them in its own pipelines)."""
+    """The scripts run from sync code, one round trip each (async code puts them in its own pipelines). On
+    the platform's Redis unless given another client (tests/quotas/test_cluster.py gives a cluster's)."""
 
-    def __init__(self):
-        self.redis = get_redis_connection("default")
+    def __init__(self, redis=None):
+        self.redis = redis if redis is not None else get_redis_connection("default")
         self._admit = self.redis.register_script(ADMIT_SCRIPT)
         self._adjust = self.redis.register_script(ADJUST_SCRIPT)
 

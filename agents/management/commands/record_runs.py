@@ -6,11 +6,11 @@ import signal
 import socket
 import time
 
-import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from agents import recording
+from core import redis_connections
 
 logger = logging.getLogger("switchboard.recording")
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, once, batch, **options):
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         # Its own client: its reads block for a second, longer than the platform's socket timeout.
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
+        client = redis_connections.sync_client(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         logger.info("recording runs as %s", consumer)
