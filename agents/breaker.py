@@ -61,8 +61,23 @@ def success_keys(name: str) -> list[str]:
     return [fails, tripped, trial]
 
 
-async def check(name: str) -> None:
-    """Raise CircuitOpen while the provider's breaker is open; after the pause, let one trial call through."""
+def look(commands, name: str) -> None:
+    """Read the breaker's state into the caller's pipeline (two results: ms it stays open, tripped): with
+    them, `check` of a closed breaker, the usual case, needs no round trip of its own."""
+    _, open_key, tripped, _ = _keys(name)
+    commands.pttl(open_key)
+    commands.exists(tripped)
+
+
+async def check(name: str, seen: tuple[int, int] | None = None) -> None:
+    """Raise CircuitOpen while the provider's breaker is open; after the pause, let one trial call through.
+    `seen` is the state `look` read a moment ago, if it did."""
+    if seen is not None:
+        open_ms, was_tripped = seen
+        if open_ms > 0:
+            raise CircuitOpen(name, retry_after=max(1, -(-int(open_ms) // 1000)))
+        if not was_tripped:
+            return
     _, open_key, tripped, trial = _keys(name)
     try:
         state, remaining_ms = await aredis.client().eval(

@@ -34,6 +34,12 @@ async def agent_for_pipeline(agent: Agent) -> Agent:
     return await local_cache.aget("agent", agent.pk, load=lambda: AGENTS.get(pk=agent.pk))
 
 
+def agent_for_task(pk: int) -> Agent:
+    """The agent a task was started for, as the pipeline reads it, from the process's cache (the task's
+    caller was authorized when it started it)."""
+    return local_cache.get("agent", pk, load=lambda: AGENTS.get(pk=pk))
+
+
 async def _shared_for_use(agent: Agent, user) -> bool:
     levels = await local_cache.aget(
         "shares", f"agents.agent:{agent.pk}", load=lambda: dict(object_shares_by_id(obj=agent))

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 
 from accounts.models import ApiKey
-from agents.models import Agent
+from agents.selectors import agent_for_task
 from agents.services.invocation import agent_invoke
 from core.async_runner import run
 from tasks.tracked import tracked_task
@@ -14,7 +14,8 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
     a retry after a lost worker reuses the recorded run instead of calling (and charging) again. A provider
     down or a quota reached is retried by the tracked-task base."""
     user = get_user_model().objects.get(pk=user_id)
-    agent = Agent.objects.select_related("agent_type__default_model__provider", "model__provider").get(pk=agent_id)
+    user.role  # noqa: B018  (read here, in the task's thread, not by the pipeline on the event loop)
+    agent = agent_for_task(agent_id)
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     result = run(
         agent_invoke(

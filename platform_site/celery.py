@@ -1,5 +1,6 @@
 """The Celery app. Broker and results come from Django settings (CELERY_*), logs use Django's LOGGING."""
 
+import gc
 import logging.config
 import os
 
@@ -23,8 +24,11 @@ def _use_django_logging(**_):
 
 @worker_ready.connect
 def _load_provider_sdks(sender, **_):
-    """A worker that takes agent calls imports the SDKs as it starts, not in its first calls."""
+    """A worker that takes agent calls imports the SDKs as it starts, not in its first calls, and keeps what
+    it has loaded out of the garbage collector's full passes (as platform_site.asgi does)."""
     if "agents" in sender.app.amqp.queues.consume_from:
         from agents.providers import load_sdks
 
         load_sdks()
+        gc.collect()
+        gc.freeze()

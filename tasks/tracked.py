@@ -49,6 +49,7 @@ class TrackedTask(Task):
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
+    ignore_result = True  # the TaskRecord holds status and result; the result backend's two writes per task
     autoretry_for = (TransientError,)
     retry_backoff = True
     retry_jitter = True

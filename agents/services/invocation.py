@@ -186,7 +186,7 @@ class InvokeStream:
         provider_name = call.agent.effective_model.provider.name
         sent: list[str] = []
         try:
-            await breaker.check(provider_name)
+            await breaker.check(provider_name, call.breaker_seen)
             upstream = providers.stream(
                 model=call.agent.effective_model,
                 messages=call.prompt,

@@ -1,9 +1,9 @@
 """The steps of the invocation pipeline, each a small named function over one `Call` (async throughout).
 
-    guard the input -> memory retrieval (memories are part of the cache key) -> quota admission and cache
-    lookup (one Redis round trip) -> [a hit is served] -> single flight and the breaker -> provider call ->
-    guard the output -> close: settle the quota, store the answer, free the lock, count the outcome,
-    record the run (one Redis round trip)
+    guard the input -> memory retrieval (memories are part of the cache key) -> quota admission, cache
+    lookup and the breaker's state (one Redis round trip) -> [a hit is served] -> single flight and the
+    breaker -> provider call -> guard the output -> close: settle the quota, store the answer, free the
+    lock, count the outcome, record the run (one Redis round trip)
 
 `agents.services.invocation` runs them for each entry. What a call holds (its quota reservation and its
 single-flight lock) is given back by `held()` on any exit the closing step did not make: an error, or
@@ -88,6 +88,7 @@ class Call:
     reservation: object = None
     ratelimit_headers: dict = field(default_factory=dict)
     provider_answered: bool = False  # the breaker hears of a success in the closing round trip
+    breaker_seen: tuple[int, int] | None = None  # its state, read in the first round trip
     closed: bool = False
 
 
@@ -226,28 +227,30 @@ async def cache_key(call: Call, bypass_cache: bool) -> str | None:
 
 async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.Entry | None:
     """Quota step and cache lookup in one round trip: the request and its worst case counted against every
-    limit (all or nothing, QuotaExceeded / QuotaUnavailable), and the cached answer read. Returns a fresh
-    entry to serve, if there is one."""
+    limit (all or nothing, QuotaExceeded / QuotaUnavailable), the cached answer read, and the provider's
+    breaker looked at (for a miss's provider call). Returns a fresh entry to serve, if there is one."""
     if not call.user.is_superuser and "_role" not in call.user.__dict__:  # which policies apply: read in a thread
         await database_sync_to_async(getattr)(call.user, "role")
     reservation = plan_quota(call, await active_policies_async())
     call.key = await cache_key(call, bypass_cache)
     commands = aredis.client().pipeline(transaction=False)
+    breaker.look(commands, call.agent.effective_model.provider.name)
+    if call.key:
+        commands.get(response_cache.entry_name(call.key))
     if reservation.counters:
         keys, args = admit_call(call.user.pk, reservation.counters)
         commands.eval(ADMIT_SCRIPT, len(keys), *keys, *args)
-    if call.key:
-        commands.get(response_cache.entry_name(call.key))
     results, failure = None, None
-    if len(commands):
-        try:
-            results = await commands.execute()
-        except Exception as error:
-            failure = error
+    try:
+        results = await commands.execute()
+    except Exception as error:
+        failure = error
+    else:
+        call.breaker_seen = (results[0], results[1])
     outcome = (None, [], "")
     if reservation.counters:
         outcome = (
-            admit_without_redis(reservation, failure) if failure else admit_result(reservation.counters, results[0])
+            admit_without_redis(reservation, failure) if failure else admit_result(reservation.counters, results[-1])
         )
     refusal = admission_concluded(reservation, outcome)
     if refusal is not None:
@@ -259,7 +262,7 @@ async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.En
             logger.warning("response cache unavailable (%s); calling the provider", failure.__class__.__name__)
         call.key, call.outcome = None, Cache.BYPASS
         return None
-    entry = response_cache.decode(results[-1])
+    entry = response_cache.decode(results[2])
     if entry is not None and entry.fresh:
         call.outcome = Cache.HIT
         return entry
@@ -301,7 +304,7 @@ async def take_the_lead(call: Call) -> response_cache.Entry | None:
 
 async def provider_call(call: Call) -> Completion:
     model = call.agent.effective_model
-    await breaker.check(model.provider.name)
+    await breaker.check(model.provider.name, call.breaker_seen)
     try:
         completion = await providers.complete(
             model=model,
