@@ -3,8 +3,8 @@ from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
 from agents import cache as response_cache
-from agents.models import Agent, AgentRun, AgentType, LanguageModel, Provider
-from agents.services.catalog import cache_invalidate
+from agents.models import Agent, AgentRun, AgentType, ExposedModel, LanguageModel, Provider
+from agents.services.catalog import cache_invalidate, exposed_model_save
 from core.encryption import encrypt
 
 
@@ -48,9 +48,10 @@ class LanguageModelAdmin(admin.ModelAdmin):
         "context_window",
         "input_price_per_mtok",
         "output_price_per_mtok",
+        "accepts_images",
         "is_active",
     ]
-    list_filter = ["provider", "is_active"]
+    list_filter = ["provider", "is_active", "accepts_images"]
 
 
 @admin.register(AgentType)
@@ -89,6 +90,17 @@ class AgentTypeAdmin(admin.ModelAdmin):
         messages.success(request, "Cached answers invalidated.")
 
 
+@admin.register(ExposedModel)
+class ExposedModelAdmin(admin.ModelAdmin):
+    """Catalog models API clients call by name (`model`) through /v1/, run through an agent type."""
+
+    list_display = ["name", "model", "agent_type", "roles", "agent"]
+    readonly_fields = ["agent"]
+
+    def save_model(self, request, obj, form, change):
+        exposed_model_save(exposure=obj, actor=request.user)
+
+
 @admin.register(Agent)
 class AgentAdmin(ReadOnlyAdmin):
     list_display = ["name", "owner", "agent_type", "model", "version", "updated_at"]
@@ -120,7 +132,7 @@ class AgentRunAdmin(ReadOnlyAdmin):
         "cost",
         "latency_ms",
     ]
-    list_filter = ["status", "cache", "model_name", "created_at"]
+    list_filter = ["status", "cache", "finish_reason", "model_name", "created_at"]
     search_fields = ["id", "agent__name", "user__username", "request_id"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "user"]

@@ -1,6 +1,7 @@
 """The agents API: agents (CRUD, sharing, invoke), runs, the catalog, cache invalidation for operators."""
 
 import json
+from dataclasses import asdict
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -15,7 +16,7 @@ from accounts.permissions import PolicyMixin
 from accounts.security import client_ip
 from agents import selectors
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
-from agents.providers import ProviderError
+from agents.providers import ProviderError, ToolCallDelta
 from agents.serializers import (
     AgentRunSerializer,
     AgentSerializer,
@@ -117,9 +118,10 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
         call = {
             "user": request.user,
             "agent": agent,
-            "messages": [dict(message) for message in data["messages"]],
+            "messages": data["messages"],
             "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
             "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
+            **{name: data.get(name) for name in invocation.REQUEST_FIELDS},
         }
         if request.query_params.get("async") in ("1", "true"):
             start = database_sync_to_async(invocation.agent_invoke_async)
@@ -132,6 +134,8 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
         body = {
             "run": str(run.pk),
             "output": result.text,
+            "tool_calls": result.tool_calls,
+            "finish_reason": result.finish_reason,
             "cache": result.cache,
             "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens,
@@ -149,7 +153,7 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-class _EventStream:
+class EventStream:
     """The response body (async): its `close()` reaches the invocation even if the body is never read."""
 
     def __init__(self, events, stream):
@@ -163,12 +167,15 @@ class _EventStream:
 
 
 def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
-    """Server-sent events: `delta` events with text, then `done` (run, cache, usage) or `error`."""
+    """Server-sent events: `delta` events with text or a piece of a tool call, then `done` (run, cache,
+    usage, tool calls) or `error`."""
 
     async def events():
         try:
-            async for chunk in stream:
-                yield _sse("delta", {"text": chunk})
+            async for piece in stream:
+                yield _sse(
+                    "delta", {"tool_call": asdict(piece)} if isinstance(piece, ToolCallDelta) else {"text": piece}
+                )
         except Refused as refusal:
             yield _sse("error", {"code": "refused", "detail": str(refusal)})
             return
@@ -181,13 +188,15 @@ def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
             {
                 "run": str(run.pk),
                 "cache": stream.result.cache,
+                "tool_calls": stream.result.tool_calls,
+                "finish_reason": stream.result.finish_reason,
                 "input_tokens": run.input_tokens,
                 "output_tokens": run.output_tokens,
                 "cost": str(run.cost),
             },
         )
 
-    response = StreamingHttpResponse(_EventStream(events(), stream), content_type="text/event-stream")
+    response = StreamingHttpResponse(EventStream(events(), stream), content_type="text/event-stream")
     for name, value in stream.headers.items():
         response[name] = value
     response["Cache-Control"] = "no-cache"

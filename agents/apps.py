@@ -28,6 +28,10 @@ class AgentsConfig(AppConfig):
             "agents.add_agenttype",
             "agents.change_agenttype",
             "agents.delete_agenttype",
+            "agents.view_exposedmodel",
+            "agents.add_exposedmodel",
+            "agents.change_exposedmodel",
+            "agents.delete_exposedmodel",
             "agents.invalidate_cache",
         ],
     }

@@ -2,9 +2,10 @@
 
 from auditlog.registry import auditlog
 
-from agents.models import Agent, AgentType, LanguageModel, Provider
+from agents.models import Agent, AgentType, ExposedModel, LanguageModel, Provider
 
 auditlog.register(Provider, exclude_fields=["api_key_encrypted"])
 auditlog.register(LanguageModel)
 auditlog.register(AgentType)
 auditlog.register(Agent)
+auditlog.register(ExposedModel)

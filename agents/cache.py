@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -40,6 +40,8 @@ class Entry:
     input_tokens: int
     output_tokens: int
     fresh: bool
+    tool_calls: list = field(default_factory=list)
+    finish_reason: str = "stop"
 
 
 def entry_name(key: str) -> str:
@@ -63,7 +65,7 @@ def _versions(agent) -> list[int]:
 
 
 async def entry_key(
-    *, agent, user, model_name: str, messages: list[dict], temperature: float, max_tokens: int, memories
+    *, agent, user, model_name: str, messages: list[dict], options: dict, temperature: float, max_tokens: int, memories
 ) -> str:
     """The cache key of one request (raises on a Redis failure: callers treat that as an outage)."""
     versions = await local_cache.aget("rcversions", f"{agent.agent_type_id}:{agent.pk}", load=lambda: _versions(agent))
@@ -73,6 +75,7 @@ async def entry_key(
         "agent_version": agent.version,
         "model": model_name,
         "messages": messages,
+        "options": options,
         "temperature": temperature,
         "max_tokens": max_tokens,
         "memories": memories,
@@ -86,15 +89,25 @@ def decode(raw) -> Entry | None:
     if raw is None:
         return None
     data = json.loads(raw)
-    return Entry(data["text"], data["input_tokens"], data["output_tokens"], fresh=time.time() < data["fresh_until"])
+    return Entry(
+        data["text"],
+        data["input_tokens"],
+        data["output_tokens"],
+        fresh=time.time() < data["fresh_until"],
+        tool_calls=data.get("tool_calls", []),
+        finish_reason=data.get("finish_reason", "stop"),
+    )
 
 
-def encode(*, text: str, input_tokens: int, output_tokens: int, ttl: int) -> tuple[str, int]:
-    """The stored value and how long Redis keeps it (the TTL, plus the time it may be served stale)."""
+def encode(completion, *, ttl: int) -> tuple[str, int]:
+    """The stored value of a completion and how long Redis keeps it (the TTL, plus the time it may be
+    served stale)."""
     data = {
-        "text": text,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
+        "text": completion.text,
+        "input_tokens": completion.input_tokens,
+        "output_tokens": completion.output_tokens,
+        "tool_calls": completion.tool_calls,
+        "finish_reason": completion.finish_reason,
         "fresh_until": time.time() + ttl,
     }
     return json.dumps(data), ttl + settings.RESPONSE_CACHE_STALE_SECONDS

@@ -5,7 +5,7 @@ that model's provider), which operators change in the admin."""
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from agents.models import Agent, AgentType, LanguageModel, Provider
+from agents.models import Agent, AgentType, ExposedModel, LanguageModel, Provider
 from core.local_cache import invalidate
 
 
@@ -19,3 +19,8 @@ def _agent_changed(sender, instance, **kwargs):
 @receiver([post_save, post_delete], sender=Provider, dispatch_uid="agents.invalidate_providers")
 def _catalog_changed(sender, **kwargs):
     invalidate("agent")  # every agent carries its type, model and provider
+
+
+@receiver([post_save, post_delete], sender=ExposedModel, dispatch_uid="agents.invalidate_exposed")
+def _exposed_changed(sender, **kwargs):
+    invalidate("exposed")

@@ -1,3 +1,4 @@
+import re
 import uuid
 from decimal import Decimal
 
@@ -59,6 +60,9 @@ class LanguageModel(models.Model):
         max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD per million output tokens."
     )
     is_active = models.BooleanField(default=True)
+    accepts_images = models.BooleanField(
+        default=False, help_text="Whether the model takes images in messages; requests with images are refused if not."
+    )
 
     class Meta:
         verbose_name = "model"
@@ -92,6 +96,10 @@ class AgentType(models.Model):
     # Default limits every user gets on agents of this type (quotas counts them per user and type).
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    cache_tool_calls = models.BooleanField(
+        default=False,
+        help_text="Cache answers that call tools too (a cached tool call is made again by the agent that gets it).",
+    )
 
     def __str__(self):
         return self.slug
@@ -142,6 +150,39 @@ class Agent(models.Model):
         return self.max_tokens or self.agent_type.default_max_tokens
 
 
+def _exposed_name(value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,89}", value) or value.startswith("agent:"):
+        raise ValidationError("Letters, digits, '.', '_', ':' and '-'; not starting with 'agent:' (no '/').")
+
+
+class ExposedModel(models.Model):
+    """A catalog model that API clients call by name through the OpenAI-compatible API, without an agent of
+    their own: it runs through an agent type the operator picks (its limits, cache and defaults), for the
+    roles listed. Its calls are recorded on a backing agent owned by the operator who exposed it."""
+
+    name = models.CharField(
+        max_length=90, unique=True, validators=[_exposed_name], help_text="What clients send as `model`."
+    )
+    agent_type = models.ForeignKey(AgentType, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey(
+        LanguageModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Empty: the type's."
+    )
+    roles = models.JSONField(default=list, blank=True, help_text='Roles that may call it, e.g. ["member"]; [] for all.')
+    agent = models.OneToOneField("Agent", on_delete=models.PROTECT, editable=False, related_name="exposure")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from accounts.models import ROLES
+
+        if not isinstance(self.roles, list) or any(role not in ROLES for role in self.roles):
+            raise ValidationError({"roles": f"A list of roles among {', '.join(ROLES)}."})
+
+
 class AgentRun(models.Model):
     """One invocation, as recorded by the pipeline: what went in and out, what it cost, how it was served."""
 
@@ -164,6 +205,11 @@ class AgentRun(models.Model):
     model_name = models.CharField(max_length=100)
     input = models.JSONField()
     output = models.TextField(blank=True, default="")
+    tool_calls = models.JSONField(
+        default=list, blank=True, help_text="The tools the answer called, as OpenAI writes them."
+    )
+    finish_reason = models.CharField(max_length=20, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True, help_text="What the request set in its `metadata`.")
     status = models.CharField(max_length=10, choices=Status.choices)
     error = models.TextField(blank=True, default="")
     input_tokens = models.PositiveIntegerField(default=0)

@@ -1,7 +1,9 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from agents import conversation
+from agents.conversation import ROLES
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
-from agents.services.pipeline import ROLES_ALLOWED
 
 
 class LanguageModelSerializer(serializers.ModelSerializer):
@@ -65,18 +67,52 @@ class AgentSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=ROLES_ALLOWED)
-    content = serializers.CharField(trim_whitespace=False)
+    """One message in OpenAI's Chat Completions shape (checked by agents.conversation)."""
+
+    role = serializers.ChoiceField(choices=ROLES)
+    content = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Text, or a list of parts: {type: text, text} and, in user messages, {type: image_url, image_url: {url}}.",
+    )
+    tool_calls = serializers.JSONField(required=False, help_text="An assistant message's tool calls.")
+    tool_call_id = serializers.CharField(required=False, help_text="A tool message: the call it answers.")
 
 
 class InvokeSerializer(serializers.Serializer):
+    """The conversation and, as in OpenAI's Chat Completions, what may be set beside it."""
+
     messages = MessageSerializer(many=True, allow_empty=False)
     stream = serializers.BooleanField(default=False, help_text="Answer as server-sent events.")
+    tools = serializers.JSONField(required=False, help_text="Function tools the model may call.")
+    tool_choice = serializers.JSONField(
+        required=False, help_text="none, auto, required or {type: function, function: {name}}."
+    )
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    response_format = serializers.JSONField(required=False, help_text="{type: text | json_object | json_schema, ...}.")
+    stop = serializers.JSONField(required=False, help_text="Up to 4 stop sequences.")
+    seed = serializers.IntegerField(required=False)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    user = serializers.CharField(required=False, max_length=256, help_text="Your end user, passed to the provider.")
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2, help_text="Else the agent's.")
+    max_tokens = serializers.IntegerField(required=False, min_value=1, help_text="Else the agent's.")
+    metadata = serializers.DictField(child=serializers.CharField(max_length=512), required=False)
+
+    def validate(self, data):
+        """The messages and options as the pipeline takes them (agents.conversation): 400 at the first fault."""
+        try:
+            data["messages"] = conversation.clean_messages(data["messages"])
+            data["options"] = conversation.clean_options(data)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from error
+        return data
 
 
 class InvokeResultSerializer(serializers.Serializer):
     run = serializers.UUIDField()
     output = serializers.CharField()
+    tool_calls = serializers.JSONField(help_text="The tools the answer calls (OpenAI's shape); [] if none.")
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "tool_calls", "content_filter"])
     cache = serializers.ChoiceField(choices=AgentRun.Cache.choices)
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
@@ -93,6 +129,9 @@ class AgentRunSerializer(serializers.ModelSerializer):
             "model_name",
             "input",
             "output",
+            "tool_calls",
+            "finish_reason",
+            "metadata",
             "status",
             "error",
             "input_tokens",

@@ -8,7 +8,7 @@ from tasks.tracked import tracked_task
 
 
 @tracked_task("agents.invoke")
-def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, bypass_cache=False):
+def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, bypass_cache=False, **request):
     """An invocation started with ?async=1, on the `agents` queue: a threads-pool worker holds many at once,
     all in flight on the process's event loop (core.async_runner). The task id is the run's idempotency key:
     a retry after a lost worker reuses the recorded run instead of calling (and charging) again. A provider
@@ -25,6 +25,10 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
             api_key=api_key,
             bypass_cache=bypass_cache,
             idempotency_key=str(self.request.id),
+            **request,
         )
     )
-    return {"run": str(result.run.pk), "output": result.text, "cache": result.cache}
+    answer = {"run": str(result.run.pk), "output": result.text, "cache": result.cache}
+    if result.tool_calls:
+        answer.update(tool_calls=result.tool_calls, finish_reason=result.finish_reason)
+    return answer

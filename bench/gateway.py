@@ -11,6 +11,8 @@ once or after --slow-ms. Load comes from wrk (bench/wrk/post.lua), with a warm-u
   2. a cache hit through the platform (same body every time), 1 and 8 connections; ratio to (1);
   3. a miss, provider instant (`Cache-Control: no-cache`), 1 connection: the p50 added over (1); and at 64
      connections, the rate an instant provider allows (a ceiling used in 4);
+  2o, 3o. the same hit (1 and 8 connections) and miss (1) through the OpenAI-compatible endpoint
+     (/v1/chat/completions, model agent:<id>), as ratios to the native endpoint (goal: within 10 %);
   4. the provider answering in --slow-ms, 64 and --high connections (misses): requests per second, errors,
      p99 and the web process's resident memory (max, sampled during the run), against the issue's goal:
      within 10 % of min(connections / latency, the rate of 3 at 64 connections);
@@ -442,6 +444,15 @@ class Platform:
             headers,
         )
 
+    def chat(self, agent: int, *, no_cache: bool) -> Endpoint:
+        """The same call through the OpenAI-compatible endpoint."""
+        headers = {"Authorization": f"Bearer {self.key}", **({"Cache-Control": "no-cache"} if no_cache else {})}
+        return Endpoint(
+            f"http://127.0.0.1:{self.port}/v1/chat/completions",
+            {"model": f"agent:{agent}", "messages": [{"role": "user", "content": QUESTION}]},
+            headers,
+        )
+
     def worker_pid(self) -> int | None:
         """The gunicorn worker (the process serving requests), not its master."""
         import psutil
@@ -521,6 +532,16 @@ def measure_platform(bench: Bench, platform: Platform, *, high: bool, worker=Non
     for connections in (1, 8):
         bench.measure(who, "hit", "(2) cache hit", hit, connections, pid)
     bench.measure(who, "miss", "(3) miss, instant provider (no-cache)", miss, 1, pid)
+    if who == "after":  # the OpenAI-compatible endpoint beside the native one
+        chat_hit, chat_miss = (
+            platform.chat(platform.agent, no_cache=False),
+            platform.chat(platform.agent, no_cache=True),
+        )
+        request(chat_hit)
+        check(chat_hit, "OpenAI-compatible cache hit", ("x-cache", "HIT"))
+        for connections in (1, 8):
+            bench.measure(who, "openai hit", "(2o) /v1/chat/completions cache hit", chat_hit, connections, pid)
+        bench.measure(who, "openai miss", "(3o) /v1/chat/completions miss (no-cache)", chat_miss, 1, pid)
     bench.measure(who, "miss", "(3) miss, instant provider: the ceiling", miss, 64, pid)
     slow_label = f"(4) miss, provider {args.slow_ms} ms (no-cache)"
     bench.measure(who, "slow", slow_label, slow, 64, pid)
@@ -747,6 +768,14 @@ def summary(bench: Bench) -> None:
                 f"{slow['non_2xx']} non-2xx + {slow['socket_errors']} socket; p99 {_fmt(slow['p99'], '.0f')} ms; "
                 f"RSS max {_fmt(slow['rss_mib'], '.0f')} MiB"
                 + ("; no answer at all during the line" if not slow["requests"] else "")
+            )
+    if get("after", "openai hit", 1):
+        print("  OpenAI-compatible / native (goal: within 10 %):")
+        for what, c in (("hit", 1), ("hit", 8), ("miss", 1)):
+            chat, native = get("after", f"openai {what}", c), get("after", what, c)
+            print(
+                f"    {what} at {c}: throughput {ratio(chat['ok_rps'], native['ok_rps'])} ({chat['ok_rps']:.0f} vs "
+                f"{native['ok_rps']:.0f} req/s), p50 {chat['p50']:.2f} vs {native['p50']:.2f} ms"
             )
     if get("before", "hit", 1) and get("after", "hit", 1):
         print("  after / before:")

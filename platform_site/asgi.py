@@ -28,7 +28,7 @@ from agents.providers import load_sdks  # noqa: E402  (after setup)
 
 load_sdks()
 
-GATEWAY_PATHS = re.compile(r"^/api/v1/agents/\d+/invoke$")
+GATEWAY_PATHS = re.compile(r"^/(api/v1/agents/\d+/invoke|v1/chat/completions)$")
 
 
 class GatewayHandler(ASGIHandler):
@@ -85,11 +85,13 @@ class GatewayHandler(ASGIHandler):
 
 
 def _gateway_routes() -> URLResolver:
-    """The invocation route as platform_site.urls mounts it (agents.urls names it), and nothing else."""
+    """The invocation routes as platform_site.urls mounts them, and nothing else."""
+    from agents.openai_api.urls import urlpatterns as openai_urlpatterns
     from agents.urls import api_urlpatterns
 
     invoke = [route for route in api_urlpatterns if getattr(route, "name", None) == "agent-invoke"]
-    return URLResolver(RegexPattern(r"^/"), [path("api/v1/", include(invoke))])
+    chat = [route for route in openai_urlpatterns if getattr(route, "name", None) == "openai-chat-completions"]
+    return URLResolver(RegexPattern(r"^/"), [path("api/v1/", include(invoke)), path("v1/", include(chat))])
 
 
 GATEWAY_ROUTES = _gateway_routes()

@@ -316,6 +316,8 @@ if RUN_RECORDING not in {"stream", "direct"}:
     raise ImproperlyConfigured(f"RUN_RECORDING must be 'stream' or 'direct', not {RUN_RECORDING!r}")
 RUN_STREAM_MAX_BACKLOG = env.int("RUN_STREAM_MAX_BACKLOG", default=100_000)
 AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
+# Tokens reserved (and estimated) for each image in a request: more than any provider counts for one.
+TOKENS_PER_IMAGE = env.int("TOKENS_PER_IMAGE", default=2500)
 AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
 CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
 RESPONSE_CACHE_STALE_SECONDS = env.int("RESPONSE_CACHE_STALE_SECONDS", default=3600)
@@ -459,7 +461,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ApiKeyStatusEnum": "accounts.models.API_KEY_STATUSES",
         "RoleEnum": "accounts.models.ROLES",
-        "MessageRoleEnum": "agents.services.pipeline.ROLES_ALLOWED",
+        "MessageRoleEnum": "agents.conversation.ROLES",
+        "ChatCompletionObjectEnum": ["chat.completion"],
+        "ModelObjectEnum": ["model"],
+        "ListObjectEnum": ["list"],
+        "EmbeddingObjectEnum": ["embedding"],
         "TaskStatusEnum": "tasks.models.TaskRecord.Status",
         "DeliveryStatusEnum": "tasks.models.WebhookDelivery.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",

@@ -45,6 +45,7 @@ urlpatterns = [
     path("api/v1/", include(agents.urls.api_urlpatterns)),
     path("api/v1/", include(quotas.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),
+    path("v1/", include("agents.openai_api.urls")),  # OpenAI-compatible: clients set base_url to .../v1
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/", views.api_not_found),  # last: any other /api/ path is the API's JSON 404

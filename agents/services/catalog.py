@@ -3,10 +3,12 @@
 import logging
 from decimal import Decimal
 
+from django.db import transaction
 from django.http import Http404
 
 from agents import cache as response_cache
-from agents.models import Agent, AgentType, LanguageModel, Provider
+from agents.models import Agent, AgentType, ExposedModel, LanguageModel, Provider
+from agents.services.agents import agent_create, agent_update
 
 logger = logging.getLogger("switchboard.agents")
 
@@ -50,3 +52,17 @@ def cache_invalidate(*, scope: str, key: str = "", agent: int | None = None, age
     logger.info(
         "response cache invalidated: %s", scope, extra={"scope": scope, "agent": agent, "agent_type": agent_type}
     )
+
+
+@transaction.atomic
+def exposed_model_save(*, exposure: ExposedModel, actor) -> ExposedModel:
+    """Save an exposed catalog model with its backing agent (made on first save, owned by `actor`, kept in
+    step with the exposure's type and model): the pipeline runs the exposure's calls through that agent."""
+    exposure.full_clean(exclude=["agent"])
+    fields = {"agent_type": exposure.agent_type, "model": exposure.model, "name": f"exposed: {exposure.name}"}
+    if exposure.agent_id is None:
+        exposure.agent = agent_create(owner=actor, system_prompt="", **fields)
+    else:
+        agent_update(agent=exposure.agent, **fields)
+    exposure.save()
+    return exposure

@@ -1,8 +1,11 @@
 """The invocation pipeline's entries: every way in (API, browser, task, workflow step) calls one of them.
 
     await agent_invoke(user=..., agent=..., messages=[...])         -> InvokeResult
-    await agent_invoke_stream(user=..., agent=..., messages=[...])  -> InvokeStream (async chunks, then .result)
+    await agent_invoke_stream(user=..., agent=..., messages=[...])  -> InvokeStream (async pieces, then .result)
     agent_invoke_async(user=..., agent=..., messages=[...])          -> (task record, created): a tracked task
+
+Each also takes what a request may set beside its messages (`REQUEST_FIELDS`: the provider options of
+agents.conversation, temperature, max_tokens, metadata).
 
 The first two are coroutines: async views await them, sync code runs them with asgiref's async_to_sync
 (or core.async_runner in workers). Authorization (role, scope, owner or share) is done by the caller
@@ -13,12 +16,14 @@ import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import transaction
 
 from agents import breaker, providers
 from agents import cache as response_cache
+from agents.conversation import counted_texts, image_count
 from agents.models import Agent, AgentRun
-from agents.providers import Completion, ProviderError
+from agents.providers import Completion, ProviderError, ToolCallDelta
 from agents.selectors import agent_for_pipeline
 from agents.services.pipeline import (
     Call,
@@ -26,8 +31,8 @@ from agents.services.pipeline import (
     admit_and_look_up,
     build_prompt,
     close,
-    content_guard,
     guard_input,
+    guard_output,
     held,
     provider_call,
     recorded_run,
@@ -39,6 +44,22 @@ from core.exceptions import Refused
 from tasks.services.records import task_start
 
 logger = logging.getLogger("switchboard.agents")
+
+# What a request may set beside its messages, as keyword arguments of the entries (None: the agent's).
+REQUEST_FIELDS = ("options", "temperature", "max_tokens", "metadata")
+
+
+def _call(*, user, agent: Agent, messages, options=None, temperature=None, max_tokens=None, metadata=None, **rest):
+    return Call(
+        user=user,
+        agent=agent,
+        messages=messages,
+        options=options or {},
+        temperature=temperature,
+        requested_max_tokens=max_tokens,
+        metadata=metadata or {},
+        **rest,
+    )
 
 
 async def prepare(call: Call, bypass_cache: bool) -> response_cache.Entry | None:
@@ -55,22 +76,32 @@ async def prepare(call: Call, bypass_cache: bool) -> response_cache.Entry | None
 
 async def serve_from_cache(call: Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
     """A hit costs a request and no tokens; the policy may have changed since the answer was cached."""
-    completion = Completion(entry.text, entry.input_tokens, entry.output_tokens)
+    completion = Completion(entry.text, entry.input_tokens, entry.output_tokens, entry.tool_calls, entry.finish_reason)
     try:
-        content_guard(entry.text, "answer")
+        guard_output(completion)
     except Refused as refusal:
         await close(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion)
         raise
     run = await close(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed)
+    return _result(call, run, completion)
+
+
+def _result(call: Call, run: AgentRun, completion: Completion) -> InvokeResult:
     return InvokeResult(
-        run=run, text=entry.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
+        run=run,
+        text=completion.text,
+        cache=call.outcome,
+        cache_key=call.key,
+        headers=call.ratelimit_headers,
+        tool_calls=completion.tool_calls,
+        finish_reason=completion.finish_reason,
     )
 
 
 async def finish(call: Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
     """Output guard, then close: the provider worked, so its usage is charged whatever the guard says."""
     try:
-        content_guard(completion.text, "answer")
+        guard_output(completion)
     except Refused as refusal:
         await close(
             call,
@@ -84,9 +115,7 @@ async def finish(call: Call, completion: Completion, *, streamed: bool = False) 
     run = await close(
         call, status=AgentRun.Status.SUCCEEDED, completion=completion, charge=completion, streamed=streamed, store=True
     )
-    return InvokeResult(
-        run=run, text=completion.text, cache=call.outcome, cache_key=call.key, headers=call.ratelimit_headers
-    )
+    return _result(call, run, completion)
 
 
 async def on_provider_error(
@@ -114,19 +143,27 @@ async def agent_invoke(
     bypass_cache: bool = False,
     idempotency_key: str = "",
     client_ip: str | None = None,
+    **request,
 ) -> InvokeResult:
     """Invoke an agent and wait for its answer. Raises ValidationError, Refused, a quota refusal or
     ProviderError."""
     prior = await recorded_run(user, idempotency_key)
-    if prior is not None:  # a retried task: the run was recorded (and charged) already
-        return InvokeResult(run=prior, text=prior.output, cache=prior.cache)
-    call = Call(
+    if prior is not None:  # a retried request: the run was recorded (and charged) already
+        return InvokeResult(
+            run=prior,
+            text=prior.output,
+            cache=prior.cache,
+            tool_calls=prior.tool_calls,
+            finish_reason=prior.finish_reason or "stop",
+        )
+    call = _call(
         user=user,
         agent=await agent_for_pipeline(agent),
         messages=messages,
         api_key=api_key,
         idempotency_key=idempotency_key,
         client_ip=client_ip,
+        **request,
     )
     async with held(call):
         entry = await prepare(call, bypass_cache)
@@ -140,7 +177,8 @@ async def agent_invoke(
 
 
 class InvokeStream:
-    """Text chunks as they come (`async for`); after the last one, `result` holds the recorded run.
+    """The answer's pieces as they come (`async for`): text (str) and pieces of tool calls (ToolCallDelta);
+    after the last one, `result` holds the recorded run.
 
     A stream cut off before its end (the client went away) is recorded as failed, charged an upper bound
     of what was generated, and never cached; one never read gives everything back (`aclose`).
@@ -180,36 +218,46 @@ class InvokeStream:
         call = self.call
         if self._entry is not None:  # a hit is replayed as a stream
             self.result = await serve_from_cache(call, self._entry, streamed=True)
-            for piece in _replay(self.result.text):
+            for piece in _replay(self.result):
                 yield piece
             return
         provider_name = call.agent.effective_model.provider.name
         sent: list[str] = []
+        arguments: dict[int, str] = {}
         try:
             await breaker.check(provider_name, call.breaker_seen)
             upstream = providers.stream(
                 model=call.agent.effective_model,
                 messages=call.prompt,
-                temperature=call.agent.effective_temperature,
+                temperature=call.temperature_used,
                 max_tokens=call.max_tokens,
+                options=call.options,
             )
-            async for chunk in upstream:
+            async for piece in upstream:
                 # The content guard sees the answer as it grows: a refused word is never sent.
-                content_guard("".join(sent) + chunk, "answer")
-                sent.append(chunk)
-                yield chunk
+                if isinstance(piece, ToolCallDelta):
+                    arguments[piece.index] = arguments.get(piece.index, "") + piece.arguments
+                    guard_output(Completion("".join(sent), 0, 0, _calls_so_far(arguments)))
+                else:
+                    guard_output(Completion("".join(sent) + piece, 0, 0, _calls_so_far(arguments)))
+                    sent.append(piece)
+                yield piece
         except ProviderError as error:
             if error.provider_fault and not isinstance(error, breaker.CircuitOpen):
                 await breaker.record_failure(provider_name)
             # Before the first chunk a stale answer may stand in; after it, the client has part of another.
             self.result = await on_provider_error(
-                call, error, streamed=True, allow_stale=not sent, partial=self._partial(sent)
+                call,
+                error,
+                streamed=True,
+                allow_stale=not sent and not arguments,
+                partial=self._partial(sent, arguments),
             )
-            for piece in _replay(self.result.text):
+            for piece in _replay(self.result):
                 yield piece
             return
         except Refused as refusal:
-            partial = self._partial(sent)
+            partial = self._partial(sent, arguments)
             await close(
                 call,
                 status=AgentRun.Status.REFUSED,
@@ -223,7 +271,7 @@ class InvokeStream:
             broke = isinstance(error, Exception)
             if broke:
                 logger.exception("stream failed")
-            partial = self._partial(sent)
+            partial = self._partial(sent, arguments)
             await close(
                 call,
                 status=AgentRun.Status.FAILED,
@@ -236,26 +284,46 @@ class InvokeStream:
         call.provider_answered = True
         self.result = await finish(call, upstream.completion, streamed=True)
 
-    def _partial(self, sent: list[str]) -> Completion | None:
+    def _partial(self, sent: list[str], arguments: dict[int, str]) -> Completion | None:
         """Usage of an answer that did not complete, which the provider never reported: charged at an upper
         bound (a token is at least one UTF-8 byte), the whole prompt and every byte generated so far."""
-        if not sent:
+        if not sent and not arguments:
             return None
         text = "".join(sent)
-        return Completion(text, token_upper_bound([m["content"] for m in self.call.prompt]), len(text.encode()))
+        prompt = self.call.prompt
+        worst_input = token_upper_bound(counted_texts(prompt, self.call.options))
+        worst_input += image_count(prompt) * settings.TOKENS_PER_IMAGE
+        generated = len(text.encode()) + sum(len(part.encode()) for part in arguments.values())
+        return Completion(text, worst_input, generated, _calls_so_far(arguments))
 
 
-def _replay(text: str):
-    words = text.split(" ")
+def _calls_so_far(arguments: dict[int, str]) -> list[dict]:
+    """Tool calls as far as they have streamed, for the guard (their arguments) and a cut-off run."""
+    return [
+        {"id": "", "type": "function", "function": {"name": "", "arguments": arguments[index]}}
+        for index in sorted(arguments)
+    ]
+
+
+def _replay(result: InvokeResult):
+    """A cached answer as a stream: its words, then each tool call whole."""
+    words = result.text.split(" ") if result.text else []
     for index, word in enumerate(words):
         yield word if index == len(words) - 1 else word + " "
+    for index, call in enumerate(result.tool_calls):
+        yield ToolCallDelta(index, call["id"], call["function"]["name"], call["function"]["arguments"])
 
 
 async def agent_invoke_stream(
-    *, user, agent: Agent, messages, api_key=None, bypass_cache: bool = False, client_ip: str | None = None
+    *, user, agent: Agent, messages, api_key=None, bypass_cache: bool = False, client_ip: str | None = None, **request
 ) -> InvokeStream:
-    call = Call(
-        user=user, agent=await agent_for_pipeline(agent), messages=messages, api_key=api_key, client_ip=client_ip
+    call = _call(
+        user=user,
+        agent=await agent_for_pipeline(agent),
+        messages=messages,
+        api_key=api_key,
+        client_ip=client_ip,
+        **request,
     )
     async with held(call):
         entry = await prepare(call, bypass_cache)
@@ -263,7 +331,9 @@ async def agent_invoke_stream(
 
 
 @transaction.atomic
-def agent_invoke_async(*, user, agent: Agent, messages, api_key=None, bypass_cache=False, idempotency_key=""):
+def agent_invoke_async(
+    *, user, agent: Agent, messages, api_key=None, bypass_cache=False, idempotency_key="", **request
+):
     """Start an invocation as a tracked task (answered 202); the run's idempotency key is the task id."""
     guard_input(messages)
     return task_start(
@@ -275,6 +345,7 @@ def agent_invoke_async(*, user, agent: Agent, messages, api_key=None, bypass_cac
             "messages": messages,
             "api_key_id": getattr(api_key, "pk", None),
             "bypass_cache": bypass_cache,
+            **{name: value for name, value in request.items() if value},
         },
         idempotency_key=idempotency_key,
     )

@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.selectors import preferences_get
-from agents import breaker, providers, recording
+from agents import breaker, conversation, providers, recording
 from agents import cache as response_cache
 from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError
@@ -48,7 +48,6 @@ from quotas.services.admission import (
 
 logger = logging.getLogger("switchboard.agents")
 Cache = AgentRun.Cache
-ROLES_ALLOWED = ("system", "user", "assistant")
 
 # Append a run to the stream unless its backlog is full (then the caller writes it): one command.
 RECORD_SCRIPT = """
@@ -65,6 +64,8 @@ class InvokeResult:
     cache: str
     cache_key: str | None = None
     headers: dict = field(default_factory=dict)  # RateLimit headers of the tightest limit
+    tool_calls: list[dict] = field(default_factory=list)
+    finish_reason: str = "stop"
 
 
 @dataclass
@@ -74,10 +75,15 @@ class Call:
     user: object
     agent: Agent
     messages: list[dict]
+    options: dict = field(default_factory=dict)  # tools, response format...: agents.conversation.OPTIONS
+    temperature: float | None = None  # the request's, else the agent's
+    requested_max_tokens: int | None = None
+    metadata: dict = field(default_factory=dict)  # kept with the run
     api_key: object = None
     idempotency_key: str = ""
     client_ip: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    run_id: uuid.UUID = field(default_factory=uuid.uuid4)
     prompt: list[dict] = field(default_factory=list)
     memories: list[str] = field(default_factory=list)
     key: str | None = None
@@ -91,33 +97,26 @@ class Call:
     breaker_seen: tuple[int, int] | None = None  # its state, read in the first round trip
     closed: bool = False
 
+    @property
+    def temperature_used(self) -> float:
+        return self.agent.effective_temperature if self.temperature is None else self.temperature
+
 
 # --- the input -----------------------------------------------------------------------------------------
 
 
 def guard_input(messages) -> list[dict]:
-    """Validate the conversation and apply the content guard; returns it normalised."""
-    if not isinstance(messages, list) or not messages:
-        raise ValidationError({"messages": "Send a non-empty list of messages."})
-    if len(messages) > settings.AGENT_MAX_MESSAGES:
-        raise ValidationError({"messages": f"At most {settings.AGENT_MAX_MESSAGES} messages."})
-    clean, total = [], 0
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLES_ALLOWED:
-            raise ValidationError({"messages": f"Each message needs a role ({', '.join(ROLES_ALLOWED)}) and content."})
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise ValidationError({"messages": "Each message needs non-empty text content."})
-        total += len(content)
-        clean.append({"role": message["role"], "content": content})
-    if total > settings.AGENT_MAX_INPUT_CHARS:
-        raise ValidationError(
-            {"messages": f"The conversation is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."}
-        )
-    if clean[-1]["role"] != "user":
-        raise ValidationError({"messages": "The last message must be the user's."})
-    content_guard(" ".join(m["content"] for m in clean), "input")
+    """Validate the conversation (agents.conversation) and apply the content guard to every text in it,
+    tool results and tool-call arguments included; returns it normalised."""
+    clean = conversation.clean_messages(messages)
+    content_guard(" ".join(conversation.guarded_texts(clean)), "input")
     return clean
+
+
+def guard_output(completion: Completion) -> None:
+    """The content guard over an answer: its text and its tool calls' arguments."""
+    arguments = " ".join(call["function"]["arguments"] for call in completion.tool_calls)
+    content_guard(f"{completion.text} {arguments}" if arguments else completion.text, "answer")
 
 
 def content_guard(text: str, what: str) -> None:
@@ -152,7 +151,7 @@ async def retrieve_memories(call: Call) -> list[str]:
         return []
     hits, _ = await database_sync_to_async(memory_recall)(
         user=call.user,
-        query=call.messages[-1]["content"],
+        query=conversation.last_user_text(call.messages),
         k=settings.MEMORY_PROMPT_K,
         for_agent=call.agent.pk,
         shared="use",
@@ -177,17 +176,20 @@ def plan_quota(call: Call, policies):
     model = call.agent.effective_model
     if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
         raise ValidationError({"model": f"The model {model.name!r} has no price yet; an operator must set one."})
-    texts = [m["content"] for m in call.prompt]
-    estimate = estimate_tokens(texts)
+    texts = conversation.counted_texts(call.prompt, call.options)
+    images = conversation.image_count(call.prompt)
+    if images and not model.accepts_images:
+        raise ValidationError({"messages": f"The model {model.name!r} does not take images."})
+    estimate = estimate_tokens(texts) + images * settings.TOKENS_PER_IMAGE
     if estimate >= model.context_window:
         raise ValidationError(
             {
                 "messages": f"The conversation (about {estimate} tokens) does not fit {model.name!r} ({model.context_window})."
             }
         )
-    call.max_tokens = min(call.agent.effective_max_tokens, model.context_window - estimate)
+    call.max_tokens = min(call.requested_max_tokens or call.agent.effective_max_tokens, model.context_window - estimate)
     agent_type = call.agent.agent_type
-    worst_input = token_upper_bound(texts)
+    worst_input = token_upper_bound(texts) + images * settings.TOKENS_PER_IMAGE
     try:
         return reservation_plan(
             user=call.user,
@@ -216,7 +218,8 @@ async def cache_key(call: Call, bypass_cache: bool) -> str | None:
             user=call.user,
             model_name=f"{model.name}:{model.provider_id}:{model.provider_model}",
             messages=call.prompt,
-            temperature=call.agent.effective_temperature,
+            options=call.options,
+            temperature=call.temperature_used,
             max_tokens=call.max_tokens,
             memories=call.memories,
         )
@@ -309,9 +312,10 @@ async def provider_call(call: Call) -> Completion:
         completion = await providers.complete(
             model=model,
             messages=call.prompt,
-            temperature=call.agent.effective_temperature,
+            temperature=call.temperature_used,
             max_tokens=call.max_tokens,
             idempotency_key=call.idempotency_key,
+            options=call.options,
         )
     except ProviderError as error:
         if error.provider_fault:
@@ -342,13 +346,8 @@ async def close(
     run, usage = _run_of(call, status, completion, error, streamed, charged=charge is not None)
     commands = aredis.client().pipeline(transaction=False)
     _settle(call, charge, commands)
-    if store and call.key and call.outcome == Cache.MISS and completion is not None:
-        value, seconds = response_cache.encode(
-            text=completion.text,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            ttl=call.agent.agent_type.cache_ttl_seconds,
-        )
+    if store and call.key and call.outcome == Cache.MISS and completion is not None and _cacheable(call, completion):
+        value, seconds = response_cache.encode(completion, ttl=call.agent.agent_type.cache_ttl_seconds)
         commands.set(response_cache.entry_name(call.key), value, ex=seconds)
     if call.lock_token:
         commands.eval(response_cache.RELEASE_SCRIPT, 1, response_cache.lock_name(call.key), call.lock_token)
@@ -373,6 +372,12 @@ async def close(
     if record and (in_stream is None or results is None or not results[in_stream]):
         await database_sync_to_async(recording.write_runs)([(run, usage, call.client_ip)])
     return run
+
+
+def _cacheable(call: Call, completion: Completion) -> bool:
+    """An answer with tool calls is kept only where the agent type says so: a tool called from a cached
+    answer may act on the world again."""
+    return not completion.tool_calls or call.agent.agent_type.cache_tool_calls
 
 
 def _settle(call: Call, charge: Completion | None, commands) -> None:
@@ -400,7 +405,7 @@ def _run_of(call: Call, status, completion, error, streamed, charged) -> tuple[A
     run = AgentRun(
         id=recording.run_id_for(call.user.pk, call.idempotency_key)
         if call.idempotency_key and succeeded
-        else uuid.uuid4(),
+        else call.run_id,
         agent_id=call.agent.pk,
         user_id=call.user.pk,
         api_key_id=getattr(call.api_key, "pk", None),
@@ -408,6 +413,9 @@ def _run_of(call: Call, status, completion, error, streamed, charged) -> tuple[A
         model_name=model.name,
         input=call.messages,
         output=completion.text if completion and status != AgentRun.Status.REFUSED else "",
+        tool_calls=completion.tool_calls if completion and status != AgentRun.Status.REFUSED else [],
+        finish_reason=completion.finish_reason if completion and status == AgentRun.Status.SUCCEEDED else "",
+        metadata=call.metadata,
         status=status,
         error=error,
         input_tokens=input_tokens,

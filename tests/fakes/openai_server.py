@@ -9,12 +9,33 @@ answered (one per request) before it answers normally again; `requests` keeps wh
 still waiting to answer (a caller that cancels its call closes the connection). With `answer_at_in_flight`
 set it holds every request until that many are in flight at once (or a minute has passed), then answers.
 
+It plays a model that follows the request, in either vendor's shape:
+- Tools: when the request has tools and the last message is the user's, it calls the tool named at each
+  mention in the user's text, in order, with the JSON object written right after the name as arguments
+  (`get_weather {"city": "Paris"}`), else `{}`. tool_choice "required" (Anthropic `any`) or a named
+  function (`tool`) forces a call when none is mentioned (the named tool, or the first one), its arguments
+  filled from the tool's schema as below; a named function restricts the calls to it; "none" never calls.
+  Several calls in one answer, only the first with `parallel_tool_calls: false` (`disable_parallel_tool_use`).
+  The answer's text is then "" (or `reply`, if set), its finish reason `tool_calls` (stop reason `tool_use`);
+  streams send each call's arguments in several fragments, as the vendors do.
+- Tool results: after them (trailing `tool` messages, or a user message of `tool_result` blocks) it answers
+  `tools said: <result 1>; <result 2>`.
+- Structured output: a json_object response_format (or an Anthropic system prompt asking for "a single JSON
+  object") is answered `{"echo": "<last user text>"}`; a json_schema one with an object whose properties are
+  filled by type (string: the last user text, integer and number: 1, boolean: true, array: [], object: {}).
+- Multi-part content: text parts are the message's text; image parts (OpenAI `image_url` parts, Anthropic
+  `image` blocks) of user messages are kept in `images`, as received.
+- `reply`, when set, is the text of every answer. Usage counts words, tool call arguments and tool results
+  included. `cut_stream_after` drops a stream after that many chunks (deltas: words of text, fragments of calls).
+
     python -m tests.fakes.openai_server --port 8765 --latency 0.02     # standalone, for bench/
 """
 
 import argparse
 import hashlib
+import itertools
 import json
+import re
 import select
 import socket
 import threading
@@ -32,8 +53,10 @@ class FakeOpenAI:
         self.latency = 0.0
         self.failures: list[int] = []
         self.reply: str | None = None
-        self.cut_stream_after: int | None = None  # words sent before a stream is dropped without finishing
+        self.cut_stream_after: int | None = None  # chunks sent before a stream is dropped without finishing
         self.requests: list[dict] = []
+        self.images: list[dict] = []  # image parts (OpenAI) or blocks (Anthropic) of user messages, as received
+        self.ids = itertools.count(1)  # of tool calls
         self.in_flight = 0
         self.most_in_flight = 0
         self.abandoned = 0
@@ -53,6 +76,11 @@ class FakeOpenAI:
 
     def chat_calls(self) -> int:
         return sum(1 for request in self.requests if request["path"].endswith("/chat/completions"))
+
+    def _record_images(self, parts) -> None:
+        parts = list(parts)
+        with self.lock:
+            self.images += parts
 
     def _next_failure(self) -> int | None:
         with self.lock:
@@ -113,17 +141,22 @@ class FakeOpenAI:
                 self._json(404, {"error": {"message": "not found"}})
 
             def _chat(self, body):
-                messages = body.get("messages", [])
-                last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-                text = fake.reply if fake.reply is not None else f"echo: {last_user}"
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+                text, calls = _chat_answer(body, fake)
+                usage = _usage(_chat_words(body), text, calls)
                 usage = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(text.split()),
-                    "total_tokens": prompt_tokens + len(text.split()),
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": usage[0] + usage[1],
                 }
                 if body.get("stream"):
-                    return self._stream(body, text, usage)
+                    return self._stream(body, text, calls, usage)
+                message = {"role": "assistant", "content": text}
+                if calls:
+                    message["content"] = text or None
+                    message["tool_calls"] = [
+                        {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+                        for id_, name, arguments in calls
+                    ]
                 self._json(
                     200,
                     {
@@ -132,34 +165,41 @@ class FakeOpenAI:
                         "created": int(time.time()),
                         "model": body.get("model"),
                         "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                            {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
                         ],
                         "usage": usage,
                     },
                 )
 
-            def _stream(self, body, text, usage):
+            def _stream(self, body, text, calls, usage):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                words = text.split(" ")
                 base = {
                     "id": "chatcmpl-fake",
                     "object": "chat.completion.chunk",
                     "created": int(time.time()),
                     "model": body.get("model"),
                 }
+                deltas = [{"content": piece} for piece in _pieces(text)] if text or not calls else []
+                for index, (id_, name, arguments) in enumerate(calls):
+                    first = {"index": index, "id": id_, "type": "function", "function": {"name": name, "arguments": ""}}
+                    deltas.append({"tool_calls": [first]})
+                    deltas += [
+                        {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                        for piece in _fragments(arguments)
+                    ]
                 try:
-                    for index, word in enumerate(words):
+                    for index, delta in enumerate(deltas):
                         if fake.cut_stream_after is not None and index >= fake.cut_stream_after:
                             self.close_connection = True
                             return
-                        piece = word if index == len(words) - 1 else word + " "
-                        chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
-                    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    finish_reason = "tool_calls" if calls else "stop"
+                    final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
                     self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
                     if (body.get("stream_options") or {}).get("include_usage"):
                         self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
@@ -170,63 +210,71 @@ class FakeOpenAI:
                 self.close_connection = True
 
             def _anthropic(self, body):
-                messages = body.get("messages", [])
-                last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-                text = fake.reply if fake.reply is not None else f"echo: {last_user}"
-                input_tokens = len(str(body.get("system", "")).split()) + sum(
-                    len(str(m.get("content", "")).split()) for m in messages
-                )
-                usage = {"input_tokens": input_tokens, "output_tokens": len(text.split())}
+                text, calls = _anthropic_answer(body, fake)
+                input_tokens, output_tokens = _usage(_anthropic_words(body), text, calls)
+                usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+                stop_reason = "tool_use" if calls else "end_turn"
                 message = {
                     "id": "msg_fake",
                     "type": "message",
                     "role": "assistant",
                     "model": body.get("model"),
-                    "stop_reason": "end_turn",
+                    "stop_reason": stop_reason,
                     "stop_sequence": None,
                 }
+                blocks = [{"type": "text", "text": text}] if text or not calls else []
+                blocks += [
+                    {"type": "tool_use", "id": id_, "name": name, "input": json.loads(arguments)}
+                    for id_, name, arguments in calls
+                ]
                 if not body.get("stream"):
-                    return self._json(200, {**message, "content": [{"type": "text", "text": text}], "usage": usage})
+                    return self._json(200, {**message, "content": blocks, "usage": usage})
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                events = [
-                    (
-                        "message_start",
-                        {
-                            "type": "message_start",
-                            "message": {
-                                **message,
-                                "content": [],
-                                "stop_reason": None,
-                                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-                            },
-                        },
-                    ),
-                    (
-                        "content_block_start",
-                        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    ),
-                    *[
-                        (
-                            "content_block_delta",
-                            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+                events = [("message_start", {"type": "message_start", "message": start})]
+                for index, block in enumerate(blocks):
+                    if block["type"] == "text":
+                        opened, deltas = (
+                            {"type": "text", "text": ""},
+                            [{"type": "text_delta", "text": piece} for piece in _pieces(text)],
                         )
-                        for piece in _pieces(text)
-                    ],
-                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                    else:
+                        opened = {**block, "input": {}}
+                        deltas = [
+                            {"type": "input_json_delta", "partial_json": piece}
+                            for piece in _fragments(json.dumps(block["input"]))
+                        ]
+                    events.append(
+                        (
+                            "content_block_start",
+                            {"type": "content_block_start", "index": index, "content_block": opened},
+                        )
+                    )
+                    events += [
+                        ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                        for delta in deltas
+                    ]
+                    events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+                events += [
                     (
                         "message_delta",
                         {
                             "type": "message_delta",
-                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                            "usage": {"output_tokens": usage["output_tokens"]},
+                            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                            "usage": {"output_tokens": output_tokens},
                         },
                     ),
                     ("message_stop", {"type": "message_stop"}),
                 ]
+                deltas_sent = 0
                 for name, data in events:
+                    if name == "content_block_delta":
+                        if fake.cut_stream_after is not None and deltas_sent >= fake.cut_stream_after:
+                            break  # dropped without finishing
+                        deltas_sent += 1
                     self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
                 self.wfile.flush()
                 self.close_connection = True
@@ -268,6 +316,165 @@ class FakeOpenAI:
 def _pieces(text: str) -> list[str]:
     words = text.split(" ")
     return [word if index == len(words) - 1 else word + " " for index, word in enumerate(words)]
+
+
+def _fragments(arguments: str) -> list[str]:
+    """Tool call arguments cut in three pieces (or fewer, if shorter), as providers stream them."""
+    size = max(1, -(-len(arguments) // 3))
+    return [arguments[start : start + size] for start in range(0, len(arguments), size)] or [""]
+
+
+# --- what the fake answers, from a request in either vendor's shape ------------------------------------
+
+
+def _text(content) -> str:
+    """The text of a message content: a string, or the text parts (blocks) of a list, joined by spaces."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def _chat_answer(body: dict, fake: FakeOpenAI) -> tuple[str, list[tuple[str, str, str]]]:
+    """(text, [(id, name, arguments)]) answering a Chat Completions request."""
+    messages = body.get("messages", [])
+    fake._record_images(
+        part for m in messages if m["role"] == "user" for part in _parts(m) if part["type"] == "image_url"
+    )
+    results = []
+    for message in reversed(messages):
+        if message["role"] != "tool":
+            break
+        results.insert(0, _text(message.get("content")))
+    last_user = next((_text(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
+    calls = []
+    if not results and messages and messages[-1]["role"] == "user":
+        choice = body.get("tool_choice") or "auto"
+        tools = [(tool["function"]["name"], tool["function"].get("parameters")) for tool in body.get("tools") or ()]
+        forced = choice["function"]["name"] if isinstance(choice, dict) else choice
+        calls = _tool_calls(fake, tools, forced, body.get("parallel_tool_calls", True), last_user, "call")
+    response_format = body.get("response_format") or {}
+    structured = None
+    if response_format.get("type") == "json_object":
+        structured = {"echo": last_user}
+    elif response_format.get("type") == "json_schema":
+        structured = _fill(response_format["json_schema"].get("schema"), last_user)
+    return _text_answer(fake, calls, results, structured, last_user), calls
+
+
+def _anthropic_answer(body: dict, fake: FakeOpenAI) -> tuple[str, list[tuple[str, str, str]]]:
+    """(text, [(id, name, arguments)]) answering a Messages request."""
+    messages = body.get("messages", [])
+    fake._record_images(part for m in messages if m["role"] == "user" for part in _parts(m) if part["type"] == "image")
+    last = messages[-1] if messages else {"role": "", "content": ""}
+    results = [
+        _text(block.get("content"))
+        for block in _parts(last)
+        if block["type"] == "tool_result" and last["role"] == "user"
+    ]
+    asked = [m for m in messages if m["role"] == "user" and any(b["type"] != "tool_result" for b in _blocks(m))]
+    last_user = _text(asked[-1]["content"]) if asked else ""
+    calls = []
+    if not results and last["role"] == "user":
+        choice = body.get("tool_choice") or {"type": "auto"}
+        forced = {"auto": "auto", "any": "required", "none": "none"}.get(choice["type"]) or choice.get("name")
+        tools = [(tool["name"], tool.get("input_schema")) for tool in body.get("tools") or ()]
+        parallel = not choice.get("disable_parallel_tool_use")
+        calls = _tool_calls(fake, tools, forced, parallel, last_user, "toolu")
+    asks_json = "a single json object" in _text(body.get("system")).lower()
+    return _text_answer(fake, calls, results, {"echo": last_user} if asks_json else None, last_user), calls
+
+
+def _parts(message: dict) -> list[dict]:
+    content = message.get("content")
+    return content if isinstance(content, list) else []
+
+
+def _blocks(message: dict) -> list[dict]:
+    content = message.get("content")
+    return content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+
+
+def _text_answer(fake, calls, results, structured, last_user) -> str:
+    if fake.reply is not None:
+        return fake.reply
+    if calls:
+        return ""
+    if structured is not None:
+        return json.dumps(structured)
+    if results:
+        return "tools said: " + "; ".join(results)
+    return f"echo: {last_user}"
+
+
+def _tool_calls(fake, tools, choice, parallel, text, prefix) -> list[tuple[str, str, str]]:
+    """Each mention of a tool in the user's text, in order, with the JSON object written right after it (or
+    {}); under "required" or a named tool, one call with arguments filled from its schema if none is
+    mentioned. Only the first call when parallel calls are off."""
+    if not tools or choice == "none":
+        return []
+    schemas = dict(tools)
+    names = [choice] if choice in schemas else list(schemas)
+    mentions = sorted(
+        (
+            (match.start(), name, _json_after(text[match.end() :]))
+            for name in names
+            for match in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", text)
+        ),
+        key=lambda mention: mention[0],
+    )
+    calls = [(name, arguments) for _, name, arguments in mentions]
+    if not calls and choice != "auto":
+        name = choice if choice in schemas else tools[0][0]
+        calls = [(name, _fill(schemas[name], text))]
+    calls = calls if parallel else calls[:1]
+    return [(f"{prefix}_{next(fake.ids)}", name, json.dumps(arguments)) for name, arguments in calls]
+
+
+def _json_after(text: str) -> dict:
+    text = text.lstrip()
+    if text.startswith("{"):
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text)
+            if isinstance(value, dict):
+                return value
+        except ValueError:
+            pass
+    return {}
+
+
+def _fill(schema, text: str) -> dict:
+    """An object with each property of a JSON schema filled by its type: the text for a string, 1, true, [], {}."""
+    filled = {}
+    for name, spec in ((schema or {}).get("properties") or {}).items():
+        kind = spec.get("type", "string")
+        kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
+        filled[name] = {"string": text, "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}.get(kind)
+    return filled
+
+
+def _chat_words(body: dict) -> int:
+    """Words of the messages: their text, the arguments of assistants' tool calls, tool results."""
+    return sum(
+        len(_text(m.get("content")).split())
+        + sum(len(call["function"]["arguments"].split()) for call in m.get("tool_calls") or ())
+        for m in body.get("messages", [])
+    )
+
+
+def _anthropic_words(body: dict) -> int:
+    words = len(_text(body.get("system")).split())
+    for message in body.get("messages", []):
+        words += len(_text(message["content"]).split())
+        for block in _parts(message):
+            if block["type"] == "tool_use":
+                words += len(json.dumps(block["input"]).split())
+            elif block["type"] == "tool_result":
+                words += len(_text(block.get("content")).split())
+    return words
+
+
+def _usage(prompt_words: int, text: str, calls) -> tuple[int, int]:
+    return prompt_words, len(text.split()) + sum(len(arguments.split()) for _, _, arguments in calls)
 
 
 def main():

@@ -1,0 +1,43 @@
+"""Errors in OpenAI's shape. The one exception handler (core.api_errors) decides the status and headers
+(Retry-After, RateLimit) as for every other view; this only rewrites the body as OpenAI's SDKs read it."""
+
+import json
+
+from django.http import Http404
+from drf_standardized_errors.handler import exception_handler
+from rest_framework.exceptions import NotFound
+
+from agents.openai_api.schema import OpenAISchema
+from agents.openai_api.shapes import error_body
+
+# OpenAI's `code` for what it has a word for; otherwise the platform's own code.
+CODES = {401: "invalid_api_key", 404: "model_not_found", 422: "content_filter", 429: "rate_limit_exceeded"}
+
+
+class OpenAIErrors:
+    """A view mixin: the view's errors in OpenAI's shape, answered and in the schema."""
+
+    schema = OpenAISchema()
+
+    def get_exception_handler(self):
+        return openai_exception_handler
+
+
+def openai_exception_handler(exc, context):
+    if isinstance(exc, Http404):  # its message says which model is missing
+        exc = NotFound(str(exc) or None)
+    response = exception_handler(exc, context)
+    if response is not None:
+        [first, *_] = response.data["errors"]
+        code = CODES.get(response.status_code, first["code"])
+        if response.status_code == 404 and "model" not in str(first["detail"]):
+            code = "not_found"
+        response.data = error_body(response.status_code, str(first["detail"]), param=first["attr"], code=code)
+    return response
+
+
+def stream_error(error) -> str:
+    """The event that cuts a stream: the SDKs raise it as an APIError."""
+    status = getattr(error, "status", 500)
+    body = error_body(status, str(error), code=CODES.get(status, getattr(error, "code", None)))
+    return f"data: {json.dumps(body)}\n\n"
