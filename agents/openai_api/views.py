@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
@@ -217,6 +218,7 @@ def _encoded(vector: list[float], encoding: str):
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+@csrf_exempt  # a POST to a path OpenAI has and we do not (e.g. /v1/completions) gets the 404, not a CSRF page
 def not_found(request, *args, **kwargs):
     """Any other /v1/ path: OpenAI's 404 body."""
     return JsonResponse(error_body(404, f"Unknown path {request.path}.", code="unknown_url"), status=404)

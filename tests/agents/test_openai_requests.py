@@ -5,6 +5,7 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from accounts.services import object_share
 from agents.models import AgentRun, ExposedModel
@@ -122,9 +123,11 @@ def test_errors_come_in_openai_shape_with_openai_statuses(alice, agent, fake_llm
 
 
 def test_other_paths_under_v1_are_an_openai_404(client):
-    response = client.get("/v1/completions/legacy")
+    fetched = client.get("/v1/completions/legacy")
+    posted = APIClient(enforce_csrf_checks=True).post("/v1/completions", {"prompt": "hi"}, format="json")
 
-    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_url"
+    assert fetched.status_code == 404 and fetched.json()["error"]["code"] == "unknown_url"
+    assert posted.status_code == 404 and posted.json()["error"]["code"] == "unknown_url"
 
 
 def test_tools_and_images_are_counted_in_the_worst_case_a_call_reserves(

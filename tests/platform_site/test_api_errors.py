@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.urls import path
 from drf_spectacular.generators import SchemaGenerator
@@ -70,3 +72,14 @@ def test_the_schema_documents_the_request_id_on_every_error_response():
     for name, component in error_components.items():
         assert "request_id" in component["properties"], name
         assert "request_id" in component["required"], name
+
+
+def test_an_unhandled_error_is_json_under_the_apis_and_a_page_elsewhere(rf):
+    from platform_site.views import server_error
+
+    native, openai, page = (server_error(rf.get(path)) for path in ("/api/v1/agents", "/v1/models", "/agents/"))
+
+    assert native.status_code == openai.status_code == page.status_code == 500
+    assert json.loads(native.content)["type"] == "server_error"
+    assert json.loads(openai.content)["error"]["type"] == "server_error"
+    assert page["Content-Type"].startswith("text/html")
