@@ -18,6 +18,8 @@ COPY . .
 RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost FIELD_ENCRYPTION_KEYS=build-only \
     DATABASE_URL=postgresql://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
+# Each process's metrics (core/metrics_dir.py), written by the non-root user; wiped by gunicorn as it starts.
+RUN mkdir -p /app/var/metrics && chown switchboard:switchboard /app/var/metrics
 
 USER switchboard
 EXPOSE 8000

@@ -1,9 +1,16 @@
 """gunicorn reads this file from the working directory: its own log lines become JSON like the platform's.
 
 Requests are logged by core.correlation (with the request id), so gunicorn's access log stays off.
+
+Metrics (core/metrics_dir.py): the master puts PROMETHEUS_MULTIPROC_DIR in the environment before any
+worker starts, wipes the directory as the server starts (unless METRICS_WIPE_ON_START=false: runplatform
+wiped it for every process it starts) and takes a worker that exits out of the live gauges.
 """
 
+from core import metrics_dir
 from core.json_logs import JSON_FORMATTER
+
+METRICS_DIR = metrics_dir.ensure()
 
 logconfig_dict = {
     "version": 1,
@@ -15,3 +22,14 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": [], "propagate": False},
     },
 }
+
+
+def on_starting(server):
+    if metrics_dir.wipe_on_start():
+        metrics_dir.wipe(METRICS_DIR)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess  # here, the variable set: never in single-process mode
+
+    multiprocess.mark_process_dead(worker.pid, str(METRICS_DIR))

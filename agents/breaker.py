@@ -92,6 +92,29 @@ async def check(name: str, seen: tuple[int, int] | None = None) -> None:
         raise CircuitOpen(name, retry_after=1)  # another request is making the trial call
 
 
+CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+
+
+def states(names) -> dict[str, int]:
+    """Each provider's breaker now (CLOSED, OPEN, HALF_OPEN: the pause is over and the next call is a trial), in
+    one round trip, for the metrics; empty when Redis cannot say."""
+    from django_redis import get_redis_connection
+
+    names = list(names)
+    try:
+        commands = get_redis_connection("default").pipeline(transaction=False)
+        for name in names:
+            look(commands, name)
+        results = commands.execute()
+    except Exception as error:
+        logger.warning("circuit breakers unreadable (%s)", error.__class__.__name__)
+        return {}
+    return {
+        name: OPEN if open_ms > 0 else HALF_OPEN if tripped else CLOSED
+        for name, open_ms, tripped in zip(names, results[::2], results[1::2], strict=True)
+    }
+
+
 async def record_failure(name: str) -> None:
     try:
         count = await aredis.client().eval(

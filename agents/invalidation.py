@@ -1,10 +1,11 @@
 """The agents each process keeps for the invocation pipeline (agents.selectors.agent_get_for_invocation)
 are dropped everywhere when they change: an agent, or the catalog rows it carries (its type, its model,
-that model's provider), which operators change in the admin."""
+that model's provider), which operators change in the admin; so are the catalog names metrics take as labels."""
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from agents.metrics import CATALOG as METRIC_LABELS
 from agents.models import Agent, AgentType, ExposedModel, LanguageModel, Provider
 from core.local_cache import invalidate
 
@@ -19,6 +20,7 @@ def _agent_changed(sender, instance, **kwargs):
 @receiver([post_save, post_delete], sender=Provider, dispatch_uid="agents.invalidate_providers")
 def _catalog_changed(sender, **kwargs):
     invalidate("agent")  # every agent carries its type, model and provider
+    invalidate(METRIC_LABELS)  # the names metrics may use as labels (agents/metrics.py)
 
 
 @receiver([post_save, post_delete], sender=ExposedModel, dispatch_uid="agents.invalidate_exposed")

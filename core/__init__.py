@@ -7,4 +7,5 @@ accepted     long operations: 202 Accepted with a Location, and the Idempotency-
 paths        path ids that are not ids: 404
 correlation  request ids in logs and Celery tasks;  json_logs  the log line format
 encryption   secrets kept encrypted;  schedules  periodic jobs registered from migrations
+metrics      every Prometheus metric and its bounded labels;  metrics_dir  where each process writes them
 """

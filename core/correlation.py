@@ -3,6 +3,9 @@
 The id comes from a well-formed `X-Request-ID` header or is generated, is returned in the response header,
 is added to every log record (with the user id once known) by `RequestContextFilter`, and travels to
 Celery tasks as a message header, where the worker restores it before the task runs.
+
+The same middleware, outermost on both chains (MIDDLEWARE and the gateway's GATEWAY_MIDDLEWARE), counts
+every request in the HTTP metrics (core/metrics.py) by method, route template and status.
 """
 
 import logging
@@ -14,6 +17,8 @@ from contextvars import ContextVar
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from rest_framework import authentication
+
+from core import metrics, tracing
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 user_id_var: ContextVar[int | None] = ContextVar("user_id", default=None)
@@ -35,12 +40,15 @@ def current_request_id() -> str | None:
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds request_id, user_id and task_id to every record so the JSON formatter emits them."""
+    """Adds request_id, user_id and task_id (and, when tracing, trace_id and span_id) to every record so
+    the JSON formatter emits them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.user_id = user_id_var.get()
         record.task_id = task_id_var.get()
+        if tracing.enabled():
+            record.trace_id, record.span_id = tracing.current_ids()
         return True
 
 
@@ -82,11 +90,18 @@ class RequestIdMiddleware:
 def _begin(request):
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
     request.request_id = supplied if VALID_REQUEST_ID.match(supplied) else new_request_id()
+    metrics.http_in_flight().inc()
     return (request_id_var.set(request.request_id), user_id_var.set(None)), time.perf_counter()
 
 
 def _end(request, response, started):
     response[REQUEST_ID_HEADER] = request.request_id
+    seconds = time.perf_counter() - started
+    method = metrics.bounded(request.method, metrics.METHODS)
+    route = route_of(request)
+    status = response.status_code
+    metrics.HTTP_REQUESTS.of(method, route, str(status)).inc()
+    metrics.HTTP_DURATION.of(method, route, f"{status // 100}xx").observe(seconds)
     access_log.info(
         "%s %s %s",
         request.method,
@@ -96,13 +111,28 @@ def _end(request, response, started):
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
         },
     )
     return response
 
 
+_routes: dict[str, str] = {}  # the resolver's route -> its label: as many as the URL configuration has
+
+
+def route_of(request) -> str:
+    """The route template the request matched (`api/v1/agents/<str:pk>/invoke`), `other` when none did."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.route is None:
+        return metrics.OTHER
+    label = _routes.get(match.route)
+    if label is None:
+        label = _routes[match.route] = match.route.replace("^", "").replace("$", "") or "/"
+    return label
+
+
 def _unbind(tokens):
+    metrics.http_in_flight().dec()
     request_token, user_token = tokens
     user_id_var.reset(user_token)
     request_id_var.reset(request_token)

@@ -8,11 +8,14 @@ are not prepared, see settings, so they apply).
 
 search_plan and search_settings say this with the ORM, one statement at a time; memory_search, on the hot
 path of agents with memory on, sends the same statements written out, several in one query string: one
-round trip for the share lookup, the plan's choice, its settings and the search (see _Search).
+round trip for the share lookup, the plan's choice, its settings and the search (see _Search). Each
+memory_search is timed in the metrics by the plan that served it (core/metrics.py).
 """
 
+import functools
 import json
 import math
+import time
 from array import array
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from django.utils import timezone
 from guardian.models import UserObjectPermission
 from pgvector.django import CosineDistance
 
+from core import metrics
 from memory.embeddings import embedder, unit_vector
 from memory.filters import compile_filters
 from memory.models import Memory, MemoryNamespace, partition_of
@@ -115,6 +119,18 @@ def search_plan(
     )
 
 
+def _timed(search):
+    @functools.wraps(search)
+    def timed(**arguments):
+        started = time.perf_counter()
+        hits, plan = search(**arguments)
+        metrics.MEMORY_SEARCH.of(metrics.bounded(plan, metrics.SEARCH_PLANS)).observe(time.perf_counter() - started)
+        return hits, plan
+
+    return timed
+
+
+@_timed
 def memory_search(
     *,
     user,

@@ -12,6 +12,7 @@ import gc
 import os
 import re
 
+import django
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.exceptions import RequestAborted
@@ -22,7 +23,12 @@ from django.urls.resolvers import RegexPattern
 from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
-site = get_asgi_application()  # sets Django up
+django.setup(set_prefix=False)
+
+from core import tracing  # noqa: E402  (after setup)
+
+tracing.configure("web")  # before the handlers load their middleware (Django's instrumentation adds one)
+site = get_asgi_application()
 
 from agents.providers import load_sdks  # noqa: E402  (after setup)
 
@@ -98,6 +104,20 @@ GATEWAY_ROUTES = _gateway_routes()
 gateway = GatewayHandler()
 
 
+def _gateway_span(scope) -> tuple[str, dict]:
+    """The gateway's server span is named by its route, never by a path with an id in it."""
+    route = "/v1/chat/completions" if scope["path"].startswith("/v1/") else "/api/v1/agents/{id}/invoke"
+    return f"POST {route}", {"http.route": route}
+
+
+if tracing.enabled():  # the gateway skips Django's middleware, the instrumentation's included
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    traced_gateway = OpenTelemetryMiddleware(gateway, default_span_details=_gateway_span)
+else:
+    traced_gateway = gateway
+
+
 def takes_gateway(scope) -> bool:
     if scope["type"] != "http" or scope["method"] != "POST" or not GATEWAY_PATHS.match(scope["path"]):
         return False
@@ -112,7 +132,7 @@ async def application(scope, receive, send):
             if message["type"] == "lifespan.shutdown":
                 return
     elif takes_gateway(scope):
-        await gateway(scope, receive, send)
+        await traced_gateway(scope, receive, send)
     else:
         await site(scope, receive, send)
 

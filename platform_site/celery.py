@@ -5,7 +5,7 @@ import logging.config
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 
@@ -20,6 +20,30 @@ def _use_django_logging(**_):
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_process_init.connect
+def _trace_pool_process(**_):
+    """Tracing in each process of a prefork pool (its exporter's thread would not survive the fork)."""
+    from core import tracing
+
+    tracing.configure("worker")
+
+
+@worker_init.connect
+def _trace_worker(sender, **_):
+    """Tracing in a worker whose pool runs in its own process (threads: the agents worker)."""
+    if sender.pool_cls.__module__.split(".")[-1] != "prefork":
+        from core import tracing
+
+        tracing.configure("worker")
+
+
+@beat_init.connect
+def _trace_beat(**_):
+    from core import tracing
+
+    tracing.configure("beat")
 
 
 @worker_ready.connect

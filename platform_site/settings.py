@@ -6,6 +6,7 @@ tests only) the embedded PostgreSQL and Redis of `platform_site.embedded` are st
 docs/configuration.md lists every variable.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
@@ -13,7 +14,7 @@ from urllib.parse import unquote
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from core import redis_connections
+from core import metrics_dir, redis_connections
 from core.json_logs import JSON_FORMATTER
 from core.redis_outage import FailFast
 from platform_site import embedded
@@ -369,7 +370,7 @@ MEMORY_REINDEX_BLOAT = env.float("MEMORY_REINDEX_BLOAT", default=1.5)  # bytes p
 # --- security -----------------------------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
@@ -490,6 +491,27 @@ SPECTACULAR_SETTINGS = {
 REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # the browser's forms, the same bound
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
+
+# --- metrics: Prometheus at /metrics (platform_site/metrics.py, definitions in core/metrics.py) ---------
+
+# prometheus_client's multiprocess mode: every process writes its samples under this directory, put in the
+# environment here, before anything imports prometheus_client (core/metrics_dir.py).
+PROMETHEUS_MULTIPROC_DIR = metrics_dir.ensure(embedded.VAR_DIR / "metrics")
+# Who may read /metrics: a bearer token, or a client address (TRUSTED_PROXY_COUNT's rule) in these networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+
+def ip_networks(name: str, default: list[str]) -> list:
+    """A comma-separated list of CIDR networks ('10.0.0.0/8,::1')."""
+    try:
+        return [ipaddress.ip_network(text.strip(), strict=False) for text in env.list(name, default=default) if text]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be comma-separated networks like 10.0.0.0/8: {error}") from error
+
+
+METRICS_ALLOWED_NETWORKS = ip_networks(
+    "METRICS_ALLOWED_NETWORKS", default=[] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+)
 
 # --- logging: JSON lines with the request id and user id (core.correlation) --------------------------
 

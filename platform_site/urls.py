@@ -8,7 +8,7 @@ import agents.urls
 import memory.urls
 import quotas.urls
 import tasks.urls
-from platform_site import health, views
+from platform_site import health, metrics, views
 
 
 class APIRootView(routers.APIRootView):
@@ -35,6 +35,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),  # Prometheus; not part of the API (platform_site/metrics.py)
     path("accounts/", include("accounts.urls")),
     path("tasks/", include("tasks.urls")),
     path("agents/", include("agents.urls")),

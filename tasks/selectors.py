@@ -49,6 +49,23 @@ def task_counts() -> dict[str, int]:
     return {status: counts.get(status, 0) for status in TaskRecord.Status.values}
 
 
+def queue_depths(queues) -> dict[str, int]:
+    """Messages waiting in each broker queue, through one connection; empty when the broker cannot be asked."""
+    depths = {}
+    try:
+        with current_app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            for queue in queues:
+                with connection.channel() as channel:  # a channel each: AMQP closes one on a missing queue
+                    try:
+                        depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    except ChannelError:  # no such queue yet (Redis drops an empty one): nothing waits
+                        depths[queue] = 0
+    except Exception:  # the broker is down: the caller shows nothing rather than fail
+        return {}
+    return depths
+
+
 def queue_depth(queue: str = "celery") -> int | None:
     """Messages waiting in the broker queue; None when the broker cannot be asked."""
     try:

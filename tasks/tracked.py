@@ -15,9 +15,11 @@ delivery of a task that already finished or was cancelled is dropped before it r
 error (`core.exceptions`: a provider down or timing out, a service unavailable) or a `TransientError` is
 retried with exponential backoff and jitter, a reached limit (`RateLimited`) when the limit resets;
 anything else fails the task. Retries, backoff cap and time limits come from TASK_POLICIES per kind.
+Each attempt that ends is counted in the metrics by kind and outcome, with its duration (core/metrics.py).
 """
 
 import functools
+import time
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
@@ -26,10 +28,12 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from core import metrics
 from core.exceptions import DomainError, RateLimited
 from tasks.models import TaskRecord
 
 Status = TaskRecord.Status
+KINDS: set[str] = set()  # every tracked kind declared: the metrics' kind labels
 
 
 class TransientError(Exception):
@@ -66,6 +70,7 @@ class TrackedTask(Task):
             raise Ignore()
         # Which attempt this run is: a late on_retry of an earlier run must not touch a later one.
         self.request.claimed_attempt = TaskRecord.objects.values_list("attempts", flat=True).get(pk=task_id)
+        self.request.metrics_started = time.perf_counter()
 
     def progress(self, percent: int, message: str = "") -> None:
         updated = TaskRecord.objects.filter(pk=self.request.id, status__in=TaskRecord.UNFINISHED).update(
@@ -79,15 +84,27 @@ class TrackedTask(Task):
         TaskRecord.objects.filter(
             pk=task_id, status=Status.RUNNING, attempts=getattr(self.request, "claimed_attempt", -1)
         ).update(status=Status.RETRYING, error=_describe(exc), updated_at=timezone.now())
+        self._count("retried")
 
     def on_success(self, retval, task_id, args, kwargs):
         self._finish(task_id, Status.SUCCEEDED, result=retval, progress_percent=100, error="")
+        self._count("succeeded")
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         if isinstance(exc, TaskCancelled):
+            self._count("cancelled")
             return  # the cancel service has written the record and told the owner
+        self._count("failed")
         error = "Timed out." if isinstance(exc, SoftTimeLimitExceeded) else _describe(exc)
         self._finish(task_id, Status.FAILED, error=error)
+
+    def _count(self, outcome: str) -> None:
+        started = getattr(self.request, "metrics_started", None)
+        if started is None:  # never claimed (a duplicate delivery, dropped): not an attempt
+            return
+        kind = metrics.bounded(self.name, KINDS)
+        metrics.TASKS.of(kind, outcome).inc()
+        metrics.TASK_DURATION.of(kind, outcome).observe(time.perf_counter() - started)
 
     def _finish(self, task_id, status, **fields):
         from tasks.services.records import task_finished
@@ -101,6 +118,8 @@ def _describe(exc: BaseException) -> str:
 
 def tracked_task(kind: str, **options):
     """Declare a tracked Celery task named `kind`, bound (its first argument is the task)."""
+
+    KINDS.add(kind)
 
     def declare(function):
         @functools.wraps(function)

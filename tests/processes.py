@@ -37,6 +37,9 @@ def test_process_env() -> dict:
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "PYTHONUNBUFFERED": "1",
+        # They write their metrics where the tests' own process does (PROMETHEUS_MULTIPROC_DIR, set by the
+        # settings), and a web server started by one test must not wipe what a worker of the session wrote.
+        "METRICS_WIPE_ON_START": "false",
     }
 
 

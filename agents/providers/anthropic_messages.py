@@ -203,6 +203,8 @@ async def anthropic_complete(client, request: dict, json_tool: str | None, heade
         usage.output_tokens,
         tool_calls=tool_calls,
         finish_reason=_finish_reason(response.stop_reason, tool_calls),
+        response_id=response.id,
+        response_model=response.model,
     )
 
 
@@ -248,6 +250,8 @@ async def anthropic_pieces(call):
         final.usage.output_tokens,
         tool_calls=tool_calls,
         finish_reason=_finish_reason(final.stop_reason, tool_calls),
+        response_id=final.id,
+        response_model=final.model,
     )
 
 

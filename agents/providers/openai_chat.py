@@ -41,6 +41,8 @@ async def openai_complete(client, body: dict, headers: dict) -> Completion:
         usage.completion_tokens,
         tool_calls=tool_calls,
         finish_reason=_finish_reason(choice.finish_reason),
+        response_id=response.id or "",
+        response_model=response.model or "",
     )
 
 
@@ -61,9 +63,10 @@ async def openai_pieces(call):
                 stream=True,
                 stream_cls=AsyncStream[ChatCompletionChunk],
             )
-            parts, tool_calls, usage, finish_reason = [], ToolCalls(), None, None
+            parts, tool_calls, usage, finish_reason, answer = [], ToolCalls(), None, None, None
             try:
                 async for chunk in response:
+                    answer = chunk
                     if chunk.usage is not None:
                         usage = chunk.usage
                     if not chunk.choices:
@@ -98,6 +101,8 @@ async def openai_pieces(call):
         usage.completion_tokens if usage else len(text.split()),
         tool_calls=tool_calls.assembled(),
         finish_reason=_finish_reason(finish_reason),
+        response_id=answer.id or "",
+        response_model=answer.model or "",
     )
 
 

@@ -11,6 +11,8 @@ class Completion:
     # OpenAI's shape: {"id", "type": "function", "function": {"name", "arguments": JSON text}}
     tool_calls: list[dict] = field(default_factory=list)
     finish_reason: str = "stop"  # OpenAI's vocabulary: stop, length, tool_calls, content_filter
+    response_id: str = ""  # the provider's id of the answer and the model that wrote it (for traces)
+    response_model: str = ""
 
 
 @dataclass

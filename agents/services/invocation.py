@@ -14,12 +14,13 @@ through `agents.selectors`. The steps are in `agents.services.pipeline`.
 
 import asyncio
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 
-from agents import breaker, providers
+from agents import breaker, metrics, providers, telemetry
 from agents import cache as response_cache
 from agents.conversation import counted_texts, image_count
 from agents.models import Agent, AgentRun
@@ -65,13 +66,21 @@ def _call(*, user, agent: Agent, messages, options=None, temperature=None, max_t
 async def prepare(call: Call, bypass_cache: bool) -> response_cache.Entry | None:
     """Everything before the provider call; returns a fresh cache entry to serve, if there is one."""
     try:
-        call.messages = guard_input(call.messages)
+        with telemetry.step("guard"):
+            call.messages = guard_input(call.messages)
     except Refused as refusal:
         await close(call, status=AgentRun.Status.REFUSED, error=str(refusal))
         raise
-    call.memories = await retrieve_memories(call)
+    if call.agent.use_memory:
+        with telemetry.step("memory"):
+            call.memories = await retrieve_memories(call)
     call.prompt = build_prompt(call.agent, call.memories, call.messages)
-    return await admit_and_look_up(call, bypass_cache) or await take_the_lead(call)
+    with telemetry.step("quota_and_cache"):
+        entry = await admit_and_look_up(call, bypass_cache)
+    if entry is not None or call.outcome != AgentRun.Cache.MISS:
+        return entry
+    with telemetry.step("single_flight"):
+        return await take_the_lead(call)
 
 
 async def serve_from_cache(call: Call, entry: response_cache.Entry, *, streamed: bool = False) -> InvokeResult:
@@ -100,6 +109,7 @@ def _result(call: Call, run: AgentRun, completion: Completion) -> InvokeResult:
 
 async def finish(call: Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
     """Output guard, then close: the provider worked, so its usage is charged whatever the guard says."""
+    await metrics.provider_finished(call)
     try:
         guard_output(completion)
     except Refused as refusal:
@@ -122,6 +132,7 @@ async def on_provider_error(
     call: Call, error: ProviderError, *, streamed: bool = False, allow_stale: bool = True, partial=None
 ) -> InvokeResult:
     """Serve a stale answer within the staleness window if there is one; else record the failure and raise."""
+    await metrics.provider_finished(call, error)
     if call.stale is not None and error.status >= 500 and allow_stale:
         call.outcome = AgentRun.Cache.STALE
         return await serve_from_cache(call, call.stale, streamed=streamed)
@@ -166,14 +177,15 @@ async def agent_invoke(
         **request,
     )
     async with held(call):
-        entry = await prepare(call, bypass_cache)
-        if entry is not None:
-            return await serve_from_cache(call, entry)
-        try:
-            completion = await provider_call(call)
-        except ProviderError as error:
-            return await on_provider_error(call, error)
-        return await finish(call, completion)
+        with telemetry.invoke_agent(call):
+            entry = await prepare(call, bypass_cache)
+            if entry is not None:
+                return await serve_from_cache(call, entry)
+            try:
+                completion = await provider_call(call)
+            except ProviderError as error:
+                return await on_provider_error(call, error)
+            return await finish(call, completion)
 
 
 class InvokeStream:
@@ -224,8 +236,11 @@ class InvokeStream:
         provider_name = call.agent.effective_model.provider.name
         sent: list[str] = []
         arguments: dict[int, str] = {}
+        span = None
         try:
             await breaker.check(provider_name, call.breaker_seen)
+            call.provider_started = time.perf_counter()
+            span = telemetry.chat_started(call)
             upstream = providers.stream(
                 model=call.agent.effective_model,
                 messages=call.prompt,
@@ -234,6 +249,8 @@ class InvokeStream:
                 options=call.options,
             )
             async for piece in upstream:
+                if not sent and not arguments:
+                    await metrics.first_chunk(call)
                 # The content guard sees the answer as it grows: a refused word is never sent.
                 if isinstance(piece, ToolCallDelta):
                     arguments[piece.index] = arguments.get(piece.index, "") + piece.arguments
@@ -243,6 +260,7 @@ class InvokeStream:
                     sent.append(piece)
                 yield piece
         except ProviderError as error:
+            telemetry.finished(span, error=error)
             if error.provider_fault and not isinstance(error, breaker.CircuitOpen):
                 await breaker.record_failure(provider_name)
             # Before the first chunk a stale answer may stand in; after it, the client has part of another.
@@ -257,6 +275,7 @@ class InvokeStream:
                 yield piece
             return
         except Refused as refusal:
+            telemetry.finished(span, error=refusal)
             partial = self._partial(sent, arguments)
             await close(
                 call,
@@ -269,6 +288,7 @@ class InvokeStream:
             raise
         except BaseException as error:  # the client went away (cancelled, closed), or something broke
             broke = isinstance(error, Exception)
+            telemetry.finished(span, error=error)
             if broke:
                 logger.exception("stream failed")
             partial = self._partial(sent, arguments)
@@ -281,6 +301,7 @@ class InvokeStream:
                 streamed=True,
             )
             raise
+        telemetry.finished(span, upstream.completion)
         call.provider_answered = True
         self.result = await finish(call, upstream.completion, streamed=True)
 
@@ -326,7 +347,8 @@ async def agent_invoke_stream(
         **request,
     )
     async with held(call):
-        entry = await prepare(call, bypass_cache)
+        with telemetry.invoke_agent(call):
+            entry = await prepare(call, bypass_cache)
     return InvokeStream(call, entry)
 
 

@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.selectors import preferences_get
-from agents import breaker, conversation, providers, recording
+from agents import breaker, conversation, metrics, providers, recording, telemetry
 from agents import cache as response_cache
 from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError
@@ -95,6 +95,7 @@ class Call:
     ratelimit_headers: dict = field(default_factory=dict)
     provider_answered: bool = False  # the breaker hears of a success in the closing round trip
     breaker_seen: tuple[int, int] | None = None  # its state, read in the first round trip
+    provider_started: float = 0.0  # when the provider was asked (agents.metrics)
     closed: bool = False
 
     @property
@@ -308,19 +309,23 @@ async def take_the_lead(call: Call) -> response_cache.Entry | None:
 async def provider_call(call: Call) -> Completion:
     model = call.agent.effective_model
     await breaker.check(model.provider.name, call.breaker_seen)
-    try:
-        completion = await providers.complete(
-            model=model,
-            messages=call.prompt,
-            temperature=call.temperature_used,
-            max_tokens=call.max_tokens,
-            idempotency_key=call.idempotency_key,
-            options=call.options,
-        )
-    except ProviderError as error:
-        if error.provider_fault:
-            await breaker.record_failure(model.provider.name)
-        raise
+    call.provider_started = time.perf_counter()
+    with telemetry.chat(call) as span:
+        try:
+            completion = await providers.complete(
+                model=model,
+                messages=call.prompt,
+                temperature=call.temperature_used,
+                max_tokens=call.max_tokens,
+                idempotency_key=call.idempotency_key,
+                options=call.options,
+            )
+        except ProviderError as error:
+            telemetry.failed(span, error)
+            if error.provider_fault:
+                await breaker.record_failure(model.provider.name)
+            raise
+        telemetry.answered(span, completion)
     call.provider_answered = True
     return completion
 
@@ -342,6 +347,20 @@ async def close(
     """Settle the quota (`charge`'s usage; none gives everything back), store the answer (`store`), free
     the lock, count the cache outcome and record the run: one Redis round trip. The run's tokens and cost
     are `completion`'s when charged, its text when it succeeded."""
+    with telemetry.step("record"):
+        return await _close(
+            call,
+            status=status,
+            completion=completion,
+            charge=charge,
+            error=error,
+            streamed=streamed,
+            store=store,
+            record=record,
+        )
+
+
+async def _close(call: Call, *, status, completion, charge, error, streamed, store, record) -> AgentRun:
     call.closed = True
     run, usage = _run_of(call, status, completion, error, streamed, charged=charge is not None)
     commands = aredis.client().pipeline(transaction=False)
@@ -371,6 +390,8 @@ async def close(
             logger.warning("closing a call without Redis (%s)", failure.__class__.__name__)
     if record and (in_stream is None or results is None or not results[in_stream]):
         await database_sync_to_async(recording.write_runs)([(run, usage, call.client_ip)])
+    if record:
+        await metrics.run_closed(call, run, charged=charge is not None)
     return run
 
 

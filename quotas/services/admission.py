@@ -24,7 +24,7 @@ from django.core.cache import cache
 
 from accounts.models import SecurityEvent
 from accounts.services import security_event_record
-from core import local_cache
+from core import local_cache, metrics
 from core.exceptions import RateLimited, Unavailable
 from quotas.limiter import Counter, RedisLimiter, Refusal, local_limiter, user_tag, window
 from quotas.models import LIMITS, LIMITS_BY_FIELD, QuotaPolicy
@@ -284,6 +284,7 @@ def quota_release(*, reservation: Reservation) -> None:
 
 
 def record_refusal(user, api_key, refusal: Refusal) -> None:
+    metrics.QUOTA_REFUSALS.of(metrics.bounded(refusal.counter.field, LIMITS_BY_FIELD)).inc()
     key = f"quota-refused:{user.pk}:{refusal.counter.policy}:{refusal.counter.field}"
     try:
         first = cache.add(key, 1, timeout=60)

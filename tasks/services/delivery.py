@@ -4,13 +4,16 @@ outbound guard, recorded, and followed by the next attempt or the end of the del
 import json
 import logging
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 from standardwebhooks import Webhook
 
+from core import tracing
 from core.encryption import decrypt
 from tasks import outbound
 from tasks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -104,9 +107,13 @@ def _post_event(delivery: WebhookDelivery, number: int, now: datetime) -> tuple[
         attempt.error = "Switchboard could not sign the event; operators have been alerted."
         return attempt, True
     try:
-        response = outbound.post(
-            delivery.endpoint.url, body.encode(), headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
-        )
+        with tracing.span("POST", kind=SpanKind.CLIENT, **_span_attributes(delivery)):
+            response = outbound.post(
+                delivery.endpoint.url,
+                body.encode(),
+                tracing.inject(headers),  # the receiver may join the trace (W3C traceparent)
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            )
     except outbound.UnsafeDestination as error:
         attempt.error = str(error)
     except Exception as error:  # refused, timed out, TLS, a malformed answer: all the receiver's failures
@@ -141,3 +148,13 @@ def _count_failure(endpoint: WebhookEndpoint, *, gone: bool) -> None:
             is_active=False, disabled_reason=reason, disabled_at=timezone.now()
         )
         logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
+
+
+def _span_attributes(delivery: WebhookDelivery) -> dict:
+    url = urlsplit(delivery.endpoint.url)
+    return {
+        "http__request__method": "POST",
+        "server__address": url.hostname,
+        "server__port": url.port,
+        "switchboard__webhook__event_type": delivery.event_type,
+    }

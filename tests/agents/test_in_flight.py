@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 
-from agents.models import AgentRun
+from agents.models import AgentRun, Provider
 from quotas.models import QuotaPolicy
 from tests.agents.conftest import invoke_all, post
 from tests.conftest import make_key
@@ -34,6 +34,9 @@ def test_one_web_process_holds_a_thousand_provider_calls_and_streams_at_once(web
     # once (after a minute it gives up waiting and answers anyway)
     key = make_key(alice, scopes=["agents:invoke"])
     fake_llm.answer_at_in_flight = 1000
+    # The first calls wait while the rest arrive, which on a busy machine takes longer than the fixture's
+    # 5 s provider timeout: they must not time out before the last one is in.
+    Provider.objects.filter(pk=agent.agent_type.default_model.provider_id).update(timeout_seconds=90)
 
     # When 1,000 clients ask at the same moment, 200 of them for a stream
     started = time.monotonic()

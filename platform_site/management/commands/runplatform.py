@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
+from core import metrics_dir
 from platform_site import embedded
 from platform_site.supervisor import Supervisor, read_procfile
 
@@ -53,7 +54,12 @@ class Command(BaseCommand):
             "DATABASE_URL": os.environ.get("DATABASE_URL") or embedded.postgres_url(),
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            # Every process writes its metrics there; wiped here, once: a web process started again must not
+            # wipe the files of the others (core/metrics_dir.py).
+            metrics_dir.VARIABLE: str(settings.PROMETHEUS_MULTIPROC_DIR),
+            metrics_dir.WIPE_VARIABLE: "false",
         }
+        metrics_dir.wipe(settings.PROMETHEUS_MULTIPROC_DIR)
         base = f"http://{host}:{port}"
         self.stdout.write(
             self.style.SUCCESS("Switchboard is starting:")
