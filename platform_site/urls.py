@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import permissions, routers
 
 import accounts.urls
@@ -48,7 +48,8 @@ urlpatterns = [
     path("api/v1/", include(api_router.urls)),
     path("v1/", include("agents.openai_api.urls")),  # OpenAI-compatible: clients set base_url to .../v1
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script from a URL: the page has no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/", views.api_not_found),  # last: any other /api/ path is the API's JSON 404
 ]
 
