@@ -34,8 +34,18 @@ def traced(collector, service: str) -> dict:
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.endpoint,
         "OTEL_SERVICE_NAME": service,
-        "CELERY_BROKER_URL": re.sub(r"/\d+$", "/9", settings.CELERY_BROKER_URL),
+        "CELERY_BROKER_URL": own_broker(),
     }
+
+
+def own_broker() -> str:
+    """The tests' broker URL with another database: `redis://host/3` or `redis+socket://...?virtual_host=3`."""
+    url = settings.CELERY_BROKER_URL
+    changed = (
+        re.sub(r"virtual_host=\d+", "virtual_host=9", url) if "virtual_host=" in url else re.sub(r"/\d+$", "/9", url)
+    )
+    assert changed != url, f"cannot move {url} to a database of its own"
+    return changed
 
 
 def named(spans, name: str) -> dict:
