@@ -116,16 +116,21 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-@never_cache
-@require_GET
-def readyz(request):
+def readiness() -> dict:
+    """What /readyz answers and the Status page shows: each dependency, the beat heartbeat, the run backlog."""
     checks = run_checks()
     down = sorted(name for name, result in checks.items() if not result.ok)
-    body = {
+    return {
         "status": "unavailable" if down else "ok",
         "down": down,
         "checks": {name: result.as_dict() for name, result in checks.items()},
         "heartbeat": heartbeat_status() if "redis" not in down else {"status": "unknown"},
         "run_backlog": run_backlog_status() if "redis" not in down else {"status": "unknown"},
     }
-    return JsonResponse(body, status=503 if down else 200)
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    body = readiness()
+    return JsonResponse(body, status=503 if body["down"] else 200)

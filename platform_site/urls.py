@@ -33,6 +33,7 @@ for prefix, viewset, basename in [
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("status/", views.status, name="status"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),  # Prometheus; not part of the API (platform_site/metrics.py)

@@ -2,16 +2,25 @@ from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import csrf, defaults
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from agents.openai_api.shapes import error_body
 from core.api_errors import error_response
+from platform_site.health import readiness
 from tasks.selectors import webhook_endpoints_disabled
 
 
 @login_required
 def dashboard(request):
     return render(request, "dashboard.html", {"disabled_endpoints": webhook_endpoints_disabled(user=request.user)})
+
+
+@login_required
+@never_cache
+def status(request):
+    """/readyz for people: each dependency, the beat heartbeat and the run backlog, in words."""
+    return render(request, "status.html", {"ready": readiness()})
 
 
 @csrf_exempt  # nothing is done here, and a 403 page would hide the 404

@@ -70,6 +70,7 @@ VISITOR_PAGES = [
 ]
 SIGNED_IN_PAGES = [
     ("dashboard", url("dashboard"), None),
+    ("status", url("status"), None),
     ("agents", url("agents"), None),
     ("agent_chat", url("agent_chat", "agent"), None),
     ("memories", url("memories"), None),

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from django.core.cache import cache
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from platform_site import health
 
@@ -93,3 +93,17 @@ def test_readyz_reports_the_age_of_the_last_heartbeat(client):
     heartbeat = client.get("/readyz").json()["heartbeat"]
     assert heartbeat["status"] == "ok"
     assert heartbeat["age_seconds"] < 5
+
+
+@pytest.mark.django_db
+def test_the_status_page_says_in_words_what_readyz_says(client, alice):
+    client.force_login(alice)
+    health.record_heartbeat()
+
+    page = client.get("/status/").content.decode()
+
+    assert "Ready: every service the platform needs answers." in page
+    for service in ("database", "redis", "broker", "scheduler (beat)", "run recorder"):
+        assert f"<td>{service}</td>" in page
+    assert page.count(">up<") == 3 and ">running<" in page and ">keeping up<" in page
+    assert client.get("/status/").status_code == 200 and "/accounts/login/" in Client().get("/status/")["Location"]
