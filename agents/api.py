@@ -115,14 +115,7 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
         """Send a conversation to the agent. With `"stream": true` the answer comes as server-sent events."""
         agent = await selectors.agent_get_for_invocation(user=request.user, pk=int_or_404(pk))
         data = INVOKE_REQUEST.run_validation(request.data)
-        call = {
-            "user": request.user,
-            "agent": agent,
-            "messages": data["messages"],
-            "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
-            "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
-            **{name: data.get(name) for name in invocation.REQUEST_FIELDS},
-        }
+        call = invocation_of(request, agent, data)
         if request.query_params.get("async") in ("1", "true"):
             start = database_sync_to_async(invocation.agent_invoke_async)
             record, _ = await start(**call, idempotency_key=idempotency_key(request))
@@ -147,6 +140,19 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
             **result.headers,
         }
         return Response(body, headers=headers)
+
+
+def invocation_of(request, agent, data: dict) -> dict:
+    """The keyword arguments of an invocation entry for an API request: the caller, their key, whether the
+    cache is bypassed, the messages and what the request set beside them (native and OpenAI-compatible)."""
+    return {
+        "user": request.user,
+        "agent": agent,
+        "messages": data["messages"],
+        "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
+        "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
+        **{name: data.get(name) for name in invocation.REQUEST_FIELDS},
+    }
 
 
 def _sse(event: str, data: dict) -> str:

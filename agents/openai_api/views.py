@@ -21,11 +21,10 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiKey
 from accounts.permissions import PolicyMixin
 from accounts.security import client_ip
 from agents import selectors
-from agents.api import EventStream
+from agents.api import EventStream, invocation_of
 from agents.openai_api import schema as docs
 from agents.openai_api.errors import OpenAIErrors, stream_error
 from agents.openai_api.shapes import DONE, Chunks, chat_request, completion_body, error_body
@@ -65,15 +64,7 @@ class ChatCompletionsView(OpenAIErrors, PolicyMixin, AsyncAPIView):
     async def post(self, request):
         data = chat_request(request.data)
         agent = await selectors.agent_for_model(user=request.user, model=data["model"])
-        call = {
-            "user": request.user,
-            "agent": agent,
-            "messages": data["messages"],
-            "api_key": request.auth if isinstance(request.auth, ApiKey) else None,
-            "bypass_cache": "no-cache" in request.headers.get("Cache-Control", ""),
-            "client_ip": client_ip(request),
-            **{name: data[name] for name in invocation.REQUEST_FIELDS},
-        }
+        call = {**invocation_of(request, agent, data), "client_ip": client_ip(request)}
         if data["stream"]:
             stream = await invocation.agent_invoke_stream(**call)
             return _chunked(stream, data["model"], data["include_usage"])
