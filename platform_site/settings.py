@@ -232,6 +232,17 @@ def retry_schedule(text: str) -> list[float]:
         raise ImproperlyConfigured(f"WEBHOOK_RETRY_SCHEDULE must look like '5s,5m,2h', not {text!r}") from error
 
 
+# Workflows (workflows/engine): a running step's lease, renewed by its worker every third of it; a queued
+# step's, covering its wait in the broker. When one runs out the reaper (every WORKFLOW_REAP_SECONDS) queues
+# the step again. Waits shorter than WORKFLOW_TIMER_MAX_SECONDS get a timer task; the reaper wakes the rest.
+WORKFLOW_STEP_LEASE_SECONDS = env.int("WORKFLOW_STEP_LEASE_SECONDS", default=30)
+WORKFLOW_QUEUE_LEASE_SECONDS = env.int("WORKFLOW_QUEUE_LEASE_SECONDS", default=120)
+WORKFLOW_REAP_SECONDS = env.int("WORKFLOW_REAP_SECONDS", default=15)
+WORKFLOW_TIMER_MAX_SECONDS = env.int("WORKFLOW_TIMER_MAX_SECONDS", default=3600)
+WORKFLOW_MAX_CLAIMS = env.int("WORKFLOW_MAX_CLAIMS", default=10)  # a step lost this often fails
+# The address people reach this site at, for links sent by email and webhook (approvals).
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000")
+
 # Webhooks: retried on this schedule (about 18 hours in all) with +-10 % jitter, then given up.
 WEBHOOK_RETRY_SCHEDULE = retry_schedule(env.str("WEBHOOK_RETRY_SCHEDULE", default="5s,5m,30m,2h,5h,10h"))
 WEBHOOK_RETRY_JITTER = 0.1

@@ -38,3 +38,10 @@ QUOTA_DEFAULTS = {"requests_per_minute": 10_000}
 # Runs are written by the request itself, so a test reads them at once; tests/agents/test_recording.py
 # and the servers of tests/agents/test_in_flight.py use the stream and its recorder.
 RUN_RECORDING = os.environ.get("RUN_RECORDING", "direct")
+# Workflow steps whose worker is killed are queued again within seconds, not half a minute.
+WORKFLOW_STEP_LEASE_SECONDS = 3
+WORKFLOW_QUEUE_LEASE_SECONDS = 20
+# Mail sent by worker processes (approval requests) lands in files a test can read; the test process itself
+# keeps Django's in-memory outbox.
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = str(embedded.VAR_DIR / "test-mail")

@@ -8,6 +8,7 @@ import agents.urls
 import memory.urls
 import quotas.urls
 import tasks.urls
+import workflows.urls
 from platform_site import health, metrics, views
 
 
@@ -28,6 +29,7 @@ for prefix, viewset, basename in [
     *tasks.urls.api_routes,
     *agents.urls.api_routes,
     *memory.urls.api_routes,
+    *workflows.urls.api_routes,
 ]:
     api_router.register(prefix, viewset, basename=basename)
 
@@ -42,10 +44,12 @@ urlpatterns = [
     path("agents/", include("agents.urls")),
     path("usage/", include("quotas.urls")),
     path("memories/", include("memory.urls")),
+    path("workflows/", include("workflows.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(accounts.urls.api_urlpatterns)),
     path("api/v1/", include(agents.urls.api_urlpatterns)),
     path("api/v1/", include(quotas.urls.api_urlpatterns)),
+    path("api/v1/", include(workflows.urls.api_urlpatterns)),
     path("api/v1/", include(api_router.urls)),
     path("v1/", include("agents.openai_api.urls")),  # OpenAI-compatible: clients set base_url to .../v1
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

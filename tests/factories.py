@@ -179,6 +179,88 @@ class WebhookDeliveryFactory(ServiceFactory):
         return delivery
 
 
+TWO_STEPS = """
+version: 1
+name: two-steps
+inputs:
+  word: {type: string, default: "hi"}
+steps:
+  - id: first
+    kind: transform
+    output: "${inputs.word}"
+  - id: second
+    kind: transform
+    needs: [first]
+    output: "${steps.first.output + '!'}"
+outputs:
+  said: "${steps.second.output}"
+"""
+
+APPROVAL = """
+version: 1
+name: needs-approval
+steps:
+  - id: review
+    kind: approval
+    approvers: {users: [bob]}
+    context: "Go ahead?"
+"""
+
+
+class WorkflowFactory(ServiceFactory):
+    class Meta:
+        model = dict
+
+    name = factory.Sequence(lambda n: f"workflow-{n}")
+    source = TWO_STEPS
+
+    @staticmethod
+    def service(*, owner, name, source):
+        from workflows.services.workflows import workflow_create
+
+        return workflow_create(owner=owner, name=name, source=source)
+
+
+def run_here(run):
+    """Run a run's queued steps in this process, as a worker would (in a test without transactions the
+    tasks are never sent), until none is left."""
+    from workflows.engine.execution import step_execute
+
+    while step := run.steps.filter(status="queued").first():
+        step_execute(step_id=step.pk, attempt=step.attempt)
+    run.refresh_from_db()
+    return run
+
+
+class WorkflowRunFactory(ServiceFactory):
+    """A finished run (its steps run in this process)."""
+
+    class Meta:
+        model = dict
+
+    @staticmethod
+    def service(*, workflow, user):
+        from workflows.services.runs import run_start
+
+        run, _ = run_start(workflow=workflow, user=user, inputs={})
+        return run_here(run)
+
+
+class ApprovalFactory(ServiceFactory):
+    """An open approval of bob's on a run of the owner's."""
+
+    class Meta:
+        model = dict
+
+    @staticmethod
+    def service(*, owner):
+        from workflows.services.runs import run_start
+
+        workflow = WorkflowFactory(owner=owner, source=APPROVAL)
+        run, _ = run_start(workflow=workflow, user=owner, inputs={})
+        return run_here(run).approvals.get()
+
+
 # --- the catalog and the roll-up: rows operators or beat jobs write -------------------------------------
 
 

@@ -60,6 +60,32 @@ def rotate_webhook_secret(page):
     page.get_by_role("heading", name="New signing secret").wait_for()
 
 
+def rotate_hook_secret(page):
+    page.get_by_role("button", name="Rotate hook secret").click()
+    page.get_by_role("heading", name="New hook secret").wait_for()
+
+
+def show_definition_problems(page):
+    """The editor after Validate, with a problem listed under it (and its preview form state)."""
+    page.get_by_label("Name", exact=True).fill("broken")
+    page.get_by_role("textbox", name="Definition").fill(
+        "version: 1\nname: broken\nsteps:\n  - id: a\n    kind: transform\n    needs: [b]\n"
+    )
+    page.get_by_role("button", name="Validate").click()
+    page.locator("#source-problems").wait_for()
+
+
+def open_a_step(page):
+    """The run's diagram with a step's details open (its input, output and error)."""
+    page.locator('#run-diagram [data-key="checks"]').click()
+    page.get_by_role("heading", name="Step checks").wait_for()
+
+
+def open_a_definition_step(page):
+    page.locator('#diagram [data-key="pages"]').click()
+    page.get_by_role("heading", name="Step pages").wait_for()
+
+
 VISITOR_PAGES = [
     Target("visitor", "login", url("login")),
     Target("visitor", "signup", url("signup")),
@@ -67,6 +93,7 @@ VISITOR_PAGES = [
     Target("visitor", "password_reset_done", url("password_reset_done")),
     Target("visitor", "password_reset_confirm", password_reset_link),
     Target("visitor", "password_reset_complete", url("password_reset_complete")),
+    Target("visitor", "approval_link", lambda ids: ids["approval_link"]),
 ]
 SIGNED_IN_PAGES = [
     ("dashboard", url("dashboard"), None),
@@ -87,6 +114,13 @@ SIGNED_IN_PAGES = [
     ("webhooks", url("webhooks"), None),
     ("webhook_detail", url("webhook_detail", "endpoint"), None),
     ("webhook_secret", url("webhook_detail", "endpoint"), rotate_webhook_secret),
+    ("workflows", url("workflows"), None),
+    ("workflow_problems", url("workflows"), show_definition_problems),
+    ("workflow_detail", lambda ids: reverse("workflow_detail", args=[ids["workflow"]]) + "?from=1&to=2", None),
+    ("workflow_diagram_step", url("workflow_detail", "workflow"), open_a_definition_step),
+    ("workflow_hook_secret", url("workflow_detail", "workflow"), rotate_hook_secret),
+    ("workflow_run", url("workflow_run", "run"), open_a_step),
+    ("approvals", url("approvals"), None),
     ("not_found", lambda ids: "/agents/999999/", None),
 ]
 # Django's admin, with our change list templates: axe-core finds nothing to exclude there (Django 5.2).
@@ -94,6 +128,9 @@ ADMIN_PAGES = [
     Target("operator", "admin:index", url("admin:index")),
     Target("operator", "admin:tasks_taskrecord_changelist", url("admin:tasks_taskrecord_changelist")),
     Target("operator", "admin:quotas_usagedaily_changelist", url("admin:quotas_usagedaily_changelist")),
+    # The diagrams on the change pages of a workflow and of a run (templates/admin/workflows/).
+    Target("operator", "admin:workflows_workflow_change", url("admin:workflows_workflow_change", "workflow")),
+    Target("operator", "admin:workflows_workflowrun_change", url("admin:workflows_workflowrun_change", "run")),
 ]
 PAGES = [
     *VISITOR_PAGES,
@@ -115,6 +152,9 @@ PAGES = [
 NOT_PAGES = {
     "logout", "key_rotate", "key_revoke", "memory_delete", "memory_namespace_share", "memory_namespace_unshare",
     "task_cancel", "webhook_action", "memory_export", "healthz", "readyz", "metrics", "schema",
+    "workflow_import", "workflow_start", "workflow_export", "workflow_delete", "workflow_rollback", "workflow_share",
+    "workflow_unshare", "workflow_schedule_add", "workflow_schedule_delete", "workflow_run_cancel",
+    "workflow_run_rerun", "approval_decide",
 }  # fmt: skip
 
 
@@ -122,14 +162,21 @@ def seed_site() -> dict:
     """Per role, the ids its pages need: a member (mia) and an operator (olga) who share a namespace each way,
     and a signed-out visitor with an account to reset."""
     from accounts.models import User
+    from accounts.services import object_share
     from memory.services import namespace_share
     from tests.conftest import make_user
+    from workflows.models import Workflow
 
     ids = {"member": seed("mia", "member"), "operator": seed("olga", "operator")}
     mia, olga = User.objects.get(pk=ids["member"]["user"]), User.objects.get(pk=ids["operator"]["user"])
     namespace_share(owner=mia, name="pets", user=olga, level="view")
     namespace_share(owner=olga, name="default", user=mia, level="use")
-    ids["visitor"] = {"forgetful": make_user("forgetful").pk}
+    object_share(obj=Workflow.objects.get(pk=ids["member"]["workflow"]), owner=mia, user=olga, level="use")
+    object_share(obj=Workflow.objects.get(pk=ids["operator"]["workflow"]), owner=olga, user=mia, level="view")
+    ids["visitor"] = {
+        "forgetful": make_user("forgetful").pk,
+        "approval_link": link_path(ids["member"]["approval"], mia),
+    }
     return ids
 
 
@@ -173,7 +220,140 @@ def seed(username: str, role: str) -> dict:
             day=(now - timedelta(days=offset)).date(), user=user, agent_type="assistant", model="echo",
             requests=3 + offset, input_tokens=300 + 20 * offset, output_tokens=600 + 10 * offset, cost="0.0123",
         )  # fmt: skip
-    return {"user": user.pk, "agent": agent.pk, "memory": memory.pk, "endpoint": endpoint.pk}
+    return {"user": user.pk, "agent": agent.pk, "memory": memory.pk, "endpoint": endpoint.pk, **seed_workflows(user)}
+
+
+# A workflow of every kind of step the diagram draws but agents (no provider needed): a switch, a parallel
+# step with a join, a map, an approval with branches, a step that fails (on_failure: continue), and a wait.
+RELEASE_TRAIN = """version: 1
+name: release-train
+description: Check a release from every side, then ask for a go.
+inputs:
+  topic: {{type: string, description: What is released}}
+  reviewers: {{type: integer, default: 3}}
+  urgent: {{type: boolean, default: false}}
+  labels: {{type: object, default: {{}}}}
+steps:
+  - id: gather
+    kind: transform
+    output: ["notes", "changelog", "migration guide"]
+  - id: triage
+    kind: switch
+    needs: [gather]
+    cases:
+      - when: inputs.reviewers > 2
+        steps: [thorough]
+    default: [quick]
+  - id: thorough
+    kind: transform
+    needs: [triage]
+    output: thorough
+  - id: quick
+    kind: transform
+    needs: [triage]
+    output: quick
+  - id: checks
+    kind: parallel
+    needs: [thorough, quick]
+    join: {{at_least: 2}}
+    branches:
+      - {{id: lint, kind: transform, output: clean}}
+      - {{id: tests, kind: transform, output: green}}
+      - {{id: security, kind: transform, output: "no findings"}}
+  - id: pages
+    kind: map
+    needs: [gather]
+    items: steps.gather.output
+    max_concurrency: 2
+    step: {{id: proofread, kind: transform, output: "${{item}} proofread"}}
+  - id: go
+    kind: approval
+    needs: [checks, pages]
+    approvers: {{users: [{user}], role: admin}}
+    context: "Release ${{inputs.topic}}?"
+    branches: {{approved: [announce], rejected: [hold]}}
+  - id: announce
+    kind: transform
+    needs: [go]
+    output: "${{inputs.topic}} is out"
+  - id: hold
+    kind: transform
+    needs: [go]
+    output: held
+  - id: translate
+    kind: transform
+    needs: [announce]
+    output: "${{inputs.labels.missing}}"
+outputs:
+  announcement: "${{steps.announce.output}}"
+on_failure: continue
+"""
+SIGN_OFF = """version: 1
+name: sign-off
+steps:
+  - id: review
+    kind: approval
+    approvers: {{users: [{user}], role: admin}}
+    context: "Sign off the quarterly report? It is due on the first Friday of the month."
+  - id: remind
+    kind: wait
+    needs: [review]
+    event: report.sent
+    timeout: 2d
+"""
+
+
+def seed_workflows(user) -> dict:
+    """A workflow with two versions and a finished run (approved by its owner, one step failed), and an open
+    approval on another workflow, all through the workflows' services; steps run in this process."""
+    from workflows.services.approvals import approval_decide
+    from workflows.services.runs import run_start
+    from workflows.services.workflows import workflow_create, workflow_save
+
+    train = workflow_create(owner=user, name="release-train", source=RELEASE_TRAIN.format(user=user.username))
+    workflow_save(
+        workflow=train,
+        user=user,
+        source=RELEASE_TRAIN.format(user=user.username).replace("max_concurrency: 2", "max_concurrency: 3"),
+        note="Proofread three pages at once.",
+    )
+    run, _ = run_start(workflow=train, user=user, inputs={"topic": "the spring release"})
+    drive(run)
+    approval_decide(approval=run.approvals.get(), user=user, decision="approve", comment="Ship it", via="browser")
+    drive(run)
+    sign_off = workflow_create(owner=user, name="sign-off", source=SIGN_OFF.format(user=user.username))
+    waiting, _ = run_start(workflow=sign_off, user=user, inputs={})
+    drive(waiting)
+    return {"workflow": train.pk, "run": run.pk, "approval": waiting.approvals.get().pk}
+
+
+def drive(run, timeout: float = 20):
+    """Run the run's queued steps in this process until none is queued or running (a session worker, when
+    one runs, may take some of them: then wait for it)."""
+    import time
+
+    from workflows.engine.execution import step_execute
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step = run.steps.filter(status="queued").first()
+        if step is not None:
+            step_execute(step_id=step.pk, attempt=step.attempt)
+        elif run.steps.filter(status="running").exists():
+            time.sleep(0.05)
+        else:
+            break
+    run.refresh_from_db()
+
+
+def link_path(approval_id: int, user) -> str:
+    """The path of an approval's signed link for `user` (the page an approver opens from the email)."""
+    from urllib.parse import urlparse
+
+    from workflows.models import Approval
+    from workflows.services.approvals import approval_link
+
+    return urlparse(approval_link(approval=Approval.objects.get(pk=approval_id), user=user)).path
 
 
 def sign_in_and_chat(page, username, ids):

@@ -12,6 +12,7 @@ from tests.factories import (
     AgentFactory,
     AgentTypeFactory,
     ApiKeyFactory,
+    ApprovalFactory,
     LanguageModelFactory,
     MemoryFactory,
     NamespaceFactory,
@@ -22,10 +23,13 @@ from tests.factories import (
     UserFactory,
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
+    WorkflowFactory,
+    WorkflowRunFactory,
 )
 from tests.isolation import ListCase, ObjectKind, Route
 
 ASK = {"messages": [{"role": "user", "content": "hello"}]}
+EVERY_MINUTE = {"cron": "* * * * *", "inputs": {}}
 
 
 def share_object(obj, owner, user, level):
@@ -142,7 +146,63 @@ KINDS = [
         list_route="memory-namespace-list",
         share=share_object,
     ),
+    ObjectKind(
+        name="workflow",
+        make=lambda cast: WorkflowFactory(owner=cast.alice),
+        routes=[
+            Route("workflow-detail"),
+            Route("workflow-detail", "patch", {"description": "changed"}),
+            Route("workflow-detail", "delete"),
+            Route("workflow-versions"),
+            Route("workflow-version", kwargs={"number": 1}),
+            Route("workflow-diff", body={"from": 1, "to": 1}),
+            Route("workflow-export"),
+            Route("workflow-rollback", "post", {"version": 1}),
+            Route("workflow-hook-secret", "post", {}),
+            Route("workflow-schedules", shared="owner"),
+            Route("workflow-schedules", "post", EVERY_MINUTE),
+            Route("workflow-schedule-delete", "delete", kwargs={"schedule": 1}),
+            Route("workflow-start", "post", {"inputs": {}}, shared="use"),
+            Route("workflow-hook", "post", {}),
+            Route("workflow-shares", shared="owner"),
+            Route("workflow-shares", "post", {"user": "charlie", "level": "use"}),
+            Route("workflow-unshare", "delete", kwargs={"username": "bob"}),
+        ],
+        scopes=("workflows:read", "workflows:write", "workflows:run"),
+        list_route="workflow-list",
+        share=share_object,
+    ),
+    ObjectKind(
+        name="workflowrun",
+        make=lambda cast: WorkflowRunFactory(workflow=own_workflow(cast), user=cast.alice),
+        routes=[
+            Route("workflowrun-detail"),
+            Route("workflowrun-events"),
+            Route("workflow-run-stream"),
+            Route("workflowrun-cancel", "post", {}),
+            Route("workflowrun-rerun", "post", {"from_step": "second"}),
+            Route("workflowrun-signals", "post", {"name": "go"}),
+        ],
+        scopes=("workflows:read", "workflows:run"),
+        list_route="workflowrun-list",
+    ),
+    ObjectKind(
+        name="approval",
+        make=lambda cast: ApprovalFactory(owner=cast.alice),
+        routes=[Route("approval-detail"), Route("approval-decide", "post", {"decision": "approve"})],
+        scopes=("workflows:read", "workflows:run"),
+    ),
 ]
+
+
+def own_workflow(cast):
+    return cast.alice.workflows.first() or WorkflowFactory(owner=cast.alice)
+
+
+def _shared_workflow(cast):
+    workflow = WorkflowFactory(owner=cast.bob)
+    share_object(workflow, cast.bob, cast.alice, "view")
+    return workflow
 
 
 def _shared_agent(cast):
@@ -209,9 +269,67 @@ LISTS = [
         _shared_with_someone(own_namespace),
         route_kwargs=lambda cast: {"pk": own_namespace(cast).pk},
     ),
+    ListCase("workflow-list", alternately(lambda cast: WorkflowFactory(owner=cast.alice), _shared_workflow)),
+    ListCase(
+        "workflow-shares", _shared_with_someone(own_workflow), route_kwargs=lambda cast: {"pk": own_workflow(cast).pk}
+    ),
+    ListCase(
+        "workflow-versions",
+        lambda cast: _new_version(own_workflow(cast)),
+        route_kwargs=lambda cast: {"pk": own_workflow(cast).pk},
+    ),
+    ListCase("workflowrun-list", lambda cast: WorkflowRunFactory(workflow=own_workflow(cast), user=cast.alice)),
+    ListCase(
+        "workflowrun-events",
+        lambda cast: _one_run_event(cast),
+        route_kwargs=lambda cast: {"pk": _events_run(cast).pk},
+    ),
+    ListCase(
+        "workflow-schedules",
+        lambda cast: _new_schedule(own_workflow(cast)),
+        route_kwargs=lambda cast: {"pk": own_workflow(cast).pk},
+    ),
+    ListCase("approval-list", lambda cast: ApprovalFactory(owner=cast.alice), reader="bob"),
     ListCase(
         "api-usage",
         lambda cast: UsageDailyFactory(user=cast.alice),
         params={"days": 366},
     ),
 ]
+
+
+def _new_version(workflow):
+    from workflows.services.workflows import workflow_save
+
+    workflow_save(workflow=workflow, user=workflow.owner, source=workflow.current_version.source)
+
+
+def _new_schedule(workflow):
+    from workflows.services.schedules import schedule_create
+
+    schedule_create(workflow=workflow, owner=workflow.owner, cron="0 3 * * *")
+
+
+def _events_run(cast):
+    """A run that is still running (events are posted to it)."""
+    if not hasattr(cast, "events_run"):
+        from workflows.services.runs import run_start
+
+        cast.events_run, _ = run_start(workflow=WorkflowFactory(owner=cast.alice, source=WAITS), user=cast.alice)
+    return cast.events_run
+
+
+def _one_run_event(cast):
+    from workflows.services.signals import signal_post
+
+    signal_post(run=_events_run(cast), name="ping")
+
+
+WAITS = """
+version: 1
+name: waits
+steps:
+  - id: hold
+    kind: wait
+    event: never
+"""

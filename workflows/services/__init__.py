@@ -1,0 +1,2 @@
+"""Writes and rules of workflows, by topic: workflows (and their versions), runs, approvals, signals,
+schedules and the inbound webhook."""
