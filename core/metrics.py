@@ -160,6 +160,24 @@ MEMORY_SEARCH = _histogram(
 )
 SEARCH_PLANS = frozenset({"exact", "hnsw", "none"})
 
+# --- workflows ---------------------------------------------------------------------------------------------
+
+WORKFLOW_RUNS = _counter(
+    "switchboard_workflow_runs", "Workflow runs that ended, by outcome (succeeded, failed, cancelled).", ["outcome"]
+)
+WORKFLOW_STEPS = _counter(
+    "switchboard_workflow_steps",
+    "Workflow steps that ended, by kind and outcome (succeeded, failed, skipped, cancelled).",
+    ["kind", "outcome"],
+)
+WORKFLOW_STEP_DURATION = _histogram(
+    "switchboard_workflow_step_duration_seconds",
+    "Seconds from a workflow step's start to its end (waits for people and time included), by kind and outcome.",
+    ["kind", "outcome"],
+    TASK_BUCKETS,
+)
+WORKFLOW_OUTCOMES = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
 # --- read at scrape time by the process serving /metrics (platform_site/metrics.py) --------------------------
 
 SCRAPED = {

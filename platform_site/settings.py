@@ -349,6 +349,9 @@ QUOTA_DEFAULTS = {
     "requests_per_day": env.int("QUOTA_DEFAULT_REQUESTS_PER_DAY", default=0) or None,
     "tokens_per_day": env.int("QUOTA_DEFAULT_TOKENS_PER_DAY", default=0) or None,
 }
+# A request's budget reservation not settled this long after admission (its process died) is given back by
+# the `quotas.release_holds` beat job; it must outlast the longest call (provider timeouts and retries, a stream).
+QUOTA_HOLD_SECONDS = env.int("QUOTA_HOLD_SECONDS", default=900)
 QUOTA_FAIL_CLOSED = env.bool("QUOTA_FAIL_CLOSED", default=False)
 # Input tokens are estimated as characters / this, on the safe side (real text runs about 4 per token).
 TOKEN_ESTIMATE_CHARS_PER_TOKEN = env.float("TOKEN_ESTIMATE_CHARS_PER_TOKEN", default=3.0)

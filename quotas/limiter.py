@@ -20,45 +20,77 @@ from datetime import UTC, datetime
 
 from django_redis import get_redis_connection
 
-# The last key is the generation: a random value set once. Redis losing its data (a restart without
-# persistence, a failover) loses it too, so a reservation made before cannot be given back to counters
-# that no longer hold it.
+# The last two keys are the generation and the user's holds. The generation is a random value set once:
+# Redis losing its data (a restart without persistence, a failover) loses it too, so a reservation made
+# before cannot be given back to counters that no longer hold it. A hold records what a request reserved
+# from its budgets (tokens, cost) until it settles: a process that dies first (SIGKILL, a lost host) never
+# settles, and RELEASE_SCRIPT gives the reservation back once its deadline has passed.
 ADMIT_SCRIPT = """
-local n = #KEYS - 1
+local n = #KEYS - 2
 local generation = redis.call('GET', KEYS[n + 1])
 if not generation then
-  generation = ARGV[n * 3 + 1]
+  generation = ARGV[n * 4 + 1]
   redis.call('SET', KEYS[n + 1], generation)
 end
 for i = 1, n do
-  local limit = tonumber(ARGV[(i - 1) * 3 + 1])
-  local amount = tonumber(ARGV[(i - 1) * 3 + 2])
+  local limit = tonumber(ARGV[(i - 1) * 4 + 1])
+  local amount = tonumber(ARGV[(i - 1) * 4 + 2])
   local current = tonumber(redis.call('GET', KEYS[i]) or '0')
   if current + amount > limit then
     return {i, current, redis.call('TTL', KEYS[i])}
   end
 end
 local result = {0, generation}
+local held = {ARGV[n * 4 + 3]}
 for i = 1, n do
-  local limit = tonumber(ARGV[(i - 1) * 3 + 1])
-  local amount = tonumber(ARGV[(i - 1) * 3 + 2])
+  local limit = tonumber(ARGV[(i - 1) * 4 + 1])
+  local amount = tonumber(ARGV[(i - 1) * 4 + 2])
   local value = redis.call('INCRBY', KEYS[i], amount)
-  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 3 + 3]) end
+  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[(i - 1) * 4 + 3]) end
   result[i + 2] = limit - value
+  if ARGV[(i - 1) * 4 + 4] == '1' then
+    held[#held + 1] = KEYS[i]
+    held[#held + 1] = amount
+  end
+end
+if #held > 1 then
+  redis.call('HSET', KEYS[n + 2], ARGV[n * 4 + 2], table.concat(held, ' '))
+  redis.call('EXPIRE', KEYS[n + 2], 172800)
 end
 return result
 """
 
-# Only within the generation the reservation was made in; never below zero.
+# Only within the generation the reservation was made in; never below zero. A hold already released
+# (its deadline passed before the request settled) gave the reservation back: what was used is added.
 ADJUST_SCRIPT = """
-local n = #KEYS - 1
-if redis.call('GET', KEYS[n + 1]) ~= ARGV[n + 1] then return -1 end
+local n = #KEYS - 2
+if redis.call('GET', KEYS[n + 1]) ~= ARGV[n * 2 + 1] then return -1 end
+local held = redis.call('HDEL', KEYS[n + 2], ARGV[n * 2 + 2])
 for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+    local delta = tonumber(ARGV[(i - 1) * 2 + 1])
+    if held == 0 then delta = delta + tonumber(ARGV[(i - 1) * 2 + 2]) end
+    if delta ~= 0 and redis.call('INCRBY', KEYS[i], delta) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
   end
 end
 return n
+"""
+
+# A hold past its deadline: give back what it reserved. The counters it names are the user's own (the same
+# hash tag, so the same cluster slot as the holds key).
+RELEASE_SCRIPT = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+local parts = {}
+for part in string.gmatch(value, '%S+') do parts[#parts + 1] = part end
+if tonumber(parts[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+for i = 2, #parts - 1, 2 do
+  if redis.call('EXISTS', parts[i]) == 1 then
+    if redis.call('DECRBY', parts[i], tonumber(parts[i + 1])) < 0 then redis.call('SET', parts[i], 0, 'KEEPTTL') end
+  end
+end
+return 1
 """
 
 
@@ -68,6 +100,13 @@ def user_tag(user_id: int) -> str:
 
 def generation_key(user_id: int) -> str:
     return f"{user_tag(user_id)}:generation"
+
+
+def holds_key(user_id: int) -> str:
+    return f"{user_tag(user_id)}:holds"
+
+
+HOLDS_PATTERN = "sb:q:{u*}:holds"
 
 
 WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -84,6 +123,7 @@ class Counter:
     policy: str
     field: str
     window_seconds: int
+    refundable: bool = False  # a budget (tokens, cost): reserved at admission, given back in part at settling
 
 
 @dataclass
@@ -105,10 +145,12 @@ def window(name: str, now: float | None = None) -> tuple[str, int, int]:
     return str(int(now // length)), length - int(now % length), length
 
 
-def admit_call(user_id: int, counters: list[Counter]) -> tuple[list[str], list]:
-    """The keys and arguments of ADMIT_SCRIPT for these counters."""
-    args = [value for c in counters for value in (c.limit, c.amount, c.ttl)] + [uuid.uuid4().hex]
-    return [c.key for c in counters] + [generation_key(user_id)], args
+def admit_call(user_id: int, counters: list[Counter], hold: str = "", deadline: float = 0) -> tuple[list[str], list]:
+    """The keys and arguments of ADMIT_SCRIPT for these counters; the budgets' reservation is held under
+    `hold` until `deadline` (a Unix time) if the request never settles."""
+    args = [value for c in counters for value in (c.limit, c.amount, c.ttl, int(c.refundable))]
+    args += [uuid.uuid4().hex, hold or uuid.uuid4().hex, int(deadline)]
+    return [c.key for c in counters] + [generation_key(user_id), holds_key(user_id)], args
 
 
 def admit_result(counters: list[Counter], result) -> tuple[Refusal | None, list[int], str]:
@@ -121,12 +163,15 @@ def admit_result(counters: list[Counter], result) -> tuple[Refusal | None, list[
     return None, [int(value) for value in result[2:]], generation
 
 
-def adjust_call(user_id: int, deltas: list[tuple[str, int]], generation: str) -> tuple[list[str], list] | None:
-    """The keys and arguments of ADJUST_SCRIPT, or None when nothing changes."""
-    deltas = [(key, delta) for key, delta in deltas if delta]
+def adjust_call(
+    user_id: int, deltas: list[tuple[str, int, int]], generation: str, hold: str
+) -> tuple[list[str], list] | None:
+    """The keys and arguments of ADJUST_SCRIPT for (counter key, delta, reserved amount) of each budget, or
+    None when the request reserved from no budget."""
     if not deltas:
         return None
-    return [key for key, _ in deltas] + [generation_key(user_id)], [d for _, d in deltas] + [generation]
+    keys = [key for key, _, _ in deltas] + [generation_key(user_id), holds_key(user_id)]
+    return keys, [value for _, delta, reserved in deltas for value in (delta, reserved)] + [generation, hold]
 
 
 class RedisLimiter:
@@ -137,17 +182,29 @@ class RedisLimiter:
         self.redis = redis if redis is not None else get_redis_connection("default")
         self._admit = self.redis.register_script(ADMIT_SCRIPT)
         self._adjust = self.redis.register_script(ADJUST_SCRIPT)
+        self._release = self.redis.register_script(RELEASE_SCRIPT)
 
-    def admit(self, user_id: int, counters: list[Counter]) -> tuple[Refusal | None, list[int], str]:
+    def admit(
+        self, user_id: int, counters: list[Counter], hold: str = "", deadline: float = 0
+    ) -> tuple[Refusal | None, list[int], str]:
         if not counters:
             return None, [], ""
-        keys, args = admit_call(user_id, counters)
+        keys, args = admit_call(user_id, counters, hold, deadline)
         return admit_result(counters, self._admit(keys=keys, args=args))
 
-    def adjust(self, user_id: int, deltas: list[tuple[str, int]], generation: str) -> None:
-        call = adjust_call(user_id, deltas, generation)
+    def adjust(self, user_id: int, deltas: list[tuple[str, int, int]], generation: str, hold: str = "") -> None:
+        call = adjust_call(user_id, deltas, generation, hold)
         if call is not None:
             self._adjust(keys=call[0], args=call[1])
+
+    def release_expired(self, now: float) -> int:
+        """Give back the reservations of requests that never settled, once their deadline has passed."""
+        released = 0
+        for key in self.redis.scan_iter(match=HOLDS_PATTERN, count=500):
+            for hold, value in self.redis.hgetall(key).items():
+                if float(value.split(maxsplit=1)[0]) < now:
+                    released += self._release(keys=[key], args=[hold, int(now)])
+        return released
 
 
 class LocalLimiter:
@@ -174,9 +231,9 @@ class LocalLimiter:
                 remaining.append(counter.limit - value)
             return None, remaining, ""
 
-    def adjust(self, user_id: int, deltas: list[tuple[str, int]], generation: str = "") -> None:
+    def adjust(self, user_id: int, deltas: list[tuple[str, int, int]], generation: str = "", hold: str = "") -> None:
         with self.lock:
-            for key, delta in deltas:
+            for key, delta, _ in deltas:
                 if key in self.values:
                     value, expires = self.values[key]
                     self.values[key] = (max(value + delta, 0), expires)

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from quotas.services import ledger
+from quotas.services.admission import quota_holds_release
 
 
 @shared_task(name="quotas.roll_up_usage")
@@ -17,3 +18,9 @@ def roll_up_usage_task() -> int:
 def reconcile_task() -> int:
     """Beat job: compare Redis token counters with the ledger and log drift."""
     return len(ledger.usage_reconcile())
+
+
+@shared_task(name="quotas.release_holds")
+def release_holds_task() -> int:
+    """Beat job: reservations of requests whose process died before settling are given back."""
+    return quota_holds_release()

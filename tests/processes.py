@@ -257,3 +257,18 @@ class SentinelServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def own_broker(database: int = 9) -> str:
+    """The tests' broker URL with another database (`redis://host/3` or `redis+socket://...?virtual_host=3`):
+    processes started with it take none of the session workers' tasks, and give them none."""
+    from django.conf import settings
+
+    url = settings.CELERY_BROKER_URL
+    changed = (
+        re.sub(r"virtual_host=\d+", f"virtual_host={database}", url)
+        if "virtual_host=" in url
+        else re.sub(r"/\d+$", f"/{database}", url)
+    )
+    assert changed != url, f"cannot move {url} to a database of its own"
+    return changed

@@ -24,6 +24,7 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
+    path("workflows/<str:pk>/runs", api.WorkflowStartView.as_view(), name="workflow-start"),
     path("workflow-runs/<str:pk>/stream", api.RunStreamView.as_view(), name="workflow-run-stream"),
     path("hooks/workflows/<str:pk>", api.WorkflowHookView.as_view(), name="workflow-hook"),
 ]

@@ -6,11 +6,11 @@ permissions as the API's."""
 import difflib
 import json
 import uuid
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import ProtectedError
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -32,7 +32,6 @@ from workflows.services.approvals import approval_decide, approval_from_link, ma
 from workflows.services.hooks import hook_url
 from workflows.services.workflows import DefinitionRejected
 
-EXAMPLES = Path(__file__).parent / "examples"
 EVENTS_SHOWN = 500
 
 
@@ -50,11 +49,6 @@ def diagram_context(definition: dict, run: WorkflowRun | None = None) -> dict:
     if run is not None:
         context["run_json"] = JSONRenderer().render(RunDetailSerializer(run).data).decode()
     return context
-
-
-def examples() -> dict[str, str]:
-    """The example definitions shipped with the platform, by name."""
-    return {path.stem: path.read_text() for path in sorted(EXAMPLES.glob("*.yaml"))} if EXAMPLES.is_dir() else {}
 
 
 def _form_errors(form, error: ValidationError) -> None:
@@ -77,7 +71,7 @@ def _rejected(form, rejected: DefinitionRejected) -> list:
 def workflow_list(request):
     if request.method == "POST" and not request.user.has_perm("workflows.add_workflow"):
         raise PermissionDenied("Your role may not create workflows.")
-    found = examples()
+    found = services.workflow_examples()
     example = request.GET.get("example", "")
     initial = {"name": example, "source": found[example], "format": "yaml"} if example in found else {}
     form = WorkflowForm(request.POST or None, initial=initial)
@@ -291,7 +285,11 @@ def workflow_rollback(request, pk, number):
 @require_POST
 def workflow_delete(request, pk):
     workflow = _owned(request, pk, "workflows.delete_workflow")
-    services.workflow_delete(workflow=workflow)
+    try:
+        services.workflow_delete(workflow=workflow)
+    except ProtectedError:
+        messages.error(request, "This workflow cannot be deleted while it has runs.")
+        return redirect("workflow_detail", pk=workflow.pk)
     messages.success(request, f"Workflow {workflow.name} deleted, with its runs.")
     return redirect("workflows")
 
@@ -490,6 +488,8 @@ def approval_link(request, token):
             )
         except (DomainError, PermissionDenied) as error:
             messages.error(request, str(error))
+        except ValidationError:
+            messages.error(request, "Choose Approve or Reject.")
         else:
             messages.success(request, "Thank you: your decision is recorded.")
         return redirect(request.path)

@@ -242,7 +242,7 @@ async def admit_and_look_up(call: Call, bypass_cache: bool) -> response_cache.En
     if call.key:
         commands.get(response_cache.entry_name(call.key))
     if reservation.counters:
-        keys, args = admit_call(call.user.pk, reservation.counters)
+        keys, args = admit_call(call.user.pk, reservation.counters, reservation.hold, reservation.deadline)
         commands.eval(ADMIT_SCRIPT, len(keys), *keys, *args)
     results, failure = None, None
     try:
@@ -412,7 +412,7 @@ def _settle(call: Call, charge: Completion | None, commands) -> None:
     if reservation.local:
         local_limiter.adjust(reservation.user_id, deltas, reservation.generation)
         return
-    adjustment = adjust_call(reservation.user_id, deltas, reservation.generation)
+    adjustment = adjust_call(reservation.user_id, deltas, reservation.generation, reservation.hold)
     if adjustment is not None:
         keys, args = adjustment
         commands.eval(ADJUST_SCRIPT, len(keys), *keys, *args)

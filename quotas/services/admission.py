@@ -16,6 +16,7 @@ steps: `reservation_plan` -> `limiter.admit_call` -> `admission_concluded`, and 
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -86,6 +87,8 @@ class Reservation:
     reserved_cost: int = 0  # nano-USD
     local: bool = False
     generation: str = ""  # the Redis data generation the reservation was made in
+    hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # what Redis holds the reservation under
+    deadline: float = 0  # when an unsettled reservation is given back (its process is gone)
 
     def headers(self) -> dict[str, str]:
         """RateLimit headers (IETF draft) for the tightest limit of the request."""
@@ -168,7 +171,7 @@ def _counters(policies, user_id: int, tokens: int, cost_nano: int, now: float) -
             amount = {"requests": 1, "tokens": tokens, "cost": cost_nano}[dimension]
             limit = int(Decimal(value) * NANO) if dimension == "cost" else int(value)
             key = f"{user_tag(user_id)}:{name}:{subject}:{field_name}:{window_id}"
-            counters.append(Counter(key, limit, amount, ttl, name, field_name, length))
+            counters.append(Counter(key, limit, amount, ttl, name, field_name, length, dimension != "requests"))
     return counters
 
 
@@ -183,11 +186,18 @@ def reservation_plan(
     applicable = applicable_policies(
         user=user, api_key=api_key, agent_type=agent_type, model=model, type_limits=type_limits, policies=policies
     )
-    counters = _counters(applicable, user.pk, tokens, cost_nano, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    counters = _counters(applicable, user.pk, tokens, cost_nano, now)
     for counter in counters:
         if counter.amount > counter.limit:
             raise RequestTooLarge(counter)
-    return Reservation(user_id=user.pk, counters=counters, reserved_tokens=tokens, reserved_cost=cost_nano)
+    return Reservation(
+        user_id=user.pk,
+        counters=counters,
+        reserved_tokens=tokens,
+        reserved_cost=cost_nano,
+        deadline=now + settings.QUOTA_HOLD_SECONDS,
+    )
 
 
 def quota_admit(
@@ -214,7 +224,7 @@ def quota_admit(
         now=now,
     )
     try:
-        outcome = RedisLimiter().admit(user.pk, reservation.counters)
+        outcome = RedisLimiter().admit(user.pk, reservation.counters, reservation.hold, reservation.deadline)
     except Exception as error:
         outcome = admit_without_redis(reservation, error)
     refusal = admission_concluded(reservation, outcome)
@@ -242,8 +252,9 @@ def admit_without_redis(reservation: Reservation, error: Exception):
     return local_limiter.admit(reservation.user_id, reservation.counters)
 
 
-def settlement_deltas(reservation: Reservation, *, tokens: int, cost: Decimal) -> list[tuple[str, int]]:
-    """What replaces the reserved worst case with what was really used, as the ledger records it.
+def settlement_deltas(reservation: Reservation, *, tokens: int, cost: Decimal) -> list[tuple[str, int, int]]:
+    """What replaces the reserved worst case with what was really used, as the ledger records it: (counter
+    key, delta, amount reserved) for each budget counter.
 
     A provider may spend past the reservation (one that ignores max_tokens): the excess is counted too, so
     the counters keep agreeing with the ledger and, once a budget is overrun, the next request is refused.
@@ -262,9 +273,9 @@ def settlement_deltas(reservation: Reservation, *, tokens: int, cost: Decimal) -
     for counter in reservation.counters:
         dimension = LIMITS_BY_FIELD[counter.field][0]
         if dimension == "tokens":
-            deltas.append((counter.key, tokens - reservation.reserved_tokens))
+            deltas.append((counter.key, tokens - reservation.reserved_tokens, reservation.reserved_tokens))
         elif dimension == "cost":
-            deltas.append((counter.key, used_cost - reservation.reserved_cost))
+            deltas.append((counter.key, used_cost - reservation.reserved_cost, reservation.reserved_cost))
     return deltas
 
 
@@ -273,9 +284,20 @@ def quota_settle(*, reservation: Reservation, tokens: int, cost: Decimal) -> Non
     deltas = settlement_deltas(reservation, tokens=tokens, cost=cost)
     try:
         limiter = local_limiter if reservation.local else RedisLimiter()
-        limiter.adjust(reservation.user_id, deltas, reservation.generation)
+        limiter.adjust(reservation.user_id, deltas, reservation.generation, reservation.hold)
     except Exception as error:
         logger.warning("quota settle failed (%s); counters keep the reservation", error.__class__.__name__)
+
+
+def quota_holds_release(*, now: float | None = None) -> int:
+    """Beat job: give back the reservations of requests that never settled (their process died) once their
+    deadline (QUOTA_HOLD_SECONDS after admission) has passed; how many."""
+    released = RedisLimiter().release_expired(time.time() if now is None else now)
+    if released:
+        logger.warning(
+            "released %s quota reservations never settled", released, extra={"metric": "quota_holds_released"}
+        )
+    return released
 
 
 def quota_release(*, reservation: Reservation) -> None:

@@ -563,6 +563,9 @@
     // --- a run, live ---------------------------------------------------------------------------------------
 
     update(run) {
+      const seen = JSON.stringify(run);
+      if (seen === this.seen) return; // nothing moved since the last read: keep the page as it is
+      this.seen = seen;
       this.run = run;
       this.draw();
       if (this.selected && this.details && !this.details.hidden) this.fill(this.selected);

@@ -7,12 +7,11 @@ import json
 import re
 
 import pytest
-from django.conf import settings
 
 from tests.agents.conftest import post
 from tests.conftest import make_key
 from tests.fakes.otlp_collector import FakeCollector
-from tests.processes import CeleryProcess, GunicornProcess
+from tests.processes import CeleryProcess, GunicornProcess, own_broker
 from tests.tasks.conftest import Receiver
 from tests.tasks.helpers import register
 
@@ -36,16 +35,6 @@ def traced(collector, service: str) -> dict:
         "OTEL_SERVICE_NAME": service,
         "CELERY_BROKER_URL": own_broker(),
     }
-
-
-def own_broker() -> str:
-    """The tests' broker URL with another database: `redis://host/3` or `redis+socket://...?virtual_host=3`."""
-    url = settings.CELERY_BROKER_URL
-    changed = (
-        re.sub(r"virtual_host=\d+", "virtual_host=9", url) if "virtual_host=" in url else re.sub(r"/\d+$", "/9", url)
-    )
-    assert changed != url, f"cannot move {url} to a database of its own"
-    return changed
 
 
 def named(spans, name: str) -> dict:

@@ -269,7 +269,7 @@ steps:
   - id: go
     kind: approval
     needs: [checks, pages]
-    approvers: {{users: [{user}], role: admin}}
+    approvers: {{users: [{user}]}}
     context: "Release ${{inputs.topic}}?"
     branches: {{approved: [announce], rejected: [hold]}}
   - id: announce
@@ -293,7 +293,7 @@ name: sign-off
 steps:
   - id: review
     kind: approval
-    approvers: {{users: [{user}], role: admin}}
+    approvers: {{users: [{user}]}}
     context: "Sign off the quarterly report? It is due on the first Friday of the month."
   - id: remind
     kind: wait

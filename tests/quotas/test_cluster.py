@@ -124,7 +124,8 @@ def test_the_limiter_admits_each_user_exactly_up_to_the_limit_on_a_cluster(clust
     # When twelve requests per user arrive at once
     def request(user):
         reservation = plan(user, now=now)
-        refusal = admission_concluded(reservation, limiter.admit(user.pk, reservation.counters))
+        outcome = limiter.admit(user.pk, reservation.counters, reservation.hold, reservation.deadline)
+        refusal = admission_concluded(reservation, outcome)
         (refused if refusal else admitted)[user.pk].append(refusal or reservation)
 
     threads = [threading.Thread(target=request, args=(user,)) for user in users for _ in range(12)]
@@ -144,9 +145,8 @@ def test_the_limiter_admits_each_user_exactly_up_to_the_limit_on_a_cluster(clust
     # When each admitted request is settled with what it really used (40 tokens, $0.004)
     for user in users:
         for reservation in admitted[user.pk]:
-            limiter.adjust(
-                user.pk, settlement_deltas(reservation, tokens=40, cost=Decimal("0.004")), reservation.generation
-            )
+            deltas = settlement_deltas(reservation, tokens=40, cost=Decimal("0.004"))
+            limiter.adjust(user.pk, deltas, reservation.generation, reservation.hold)
 
     # Then every counter holds exactly the requests admitted and what they used
     for user in users:

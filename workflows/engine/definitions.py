@@ -1,19 +1,29 @@
-"""The definitions the engine reads: a version's normalised definition, its steps by id, the names an
-expression of a run may read. Versions never change, so each process keeps what it has read."""
+"""The definitions the engine reads: the normalised definition of the version a run is pinned to, its steps
+by id, the names an expression of a run may read. The engine loads a run with its version (`lock_run`);
+versions never change, so each process keeps the index of steps it has built, under the version's id and
+creation time (ids alone repeat in a test database flushed with its sequences reset)."""
 
-import functools
+from workflows.models import StepRun, WorkflowRun
 
-from workflows.models import StepRun, WorkflowVersion
-
-
-@functools.lru_cache(maxsize=512)
-def definition_of(version_id: int) -> dict:
-    return WorkflowVersion.objects.values_list("definition", flat=True).get(pk=version_id)
+_specs: dict[tuple, dict[str, dict]] = {}
 
 
-@functools.lru_cache(maxsize=512)
-def specs_of(version_id: int) -> dict[str, dict]:
-    """Every step of the definition by id: top-level steps, parallel branches and map steps."""
+def definition_of(run: WorkflowRun) -> dict:
+    return run.version.definition
+
+
+def specs_of(run: WorkflowRun) -> dict[str, dict]:
+    """Every step of the run's definition by id: top-level steps, parallel branches and map steps."""
+    key = (run.version_id, run.version.created_at)
+    found = _specs.get(key)
+    if found is None:
+        if len(_specs) > 512:
+            _specs.clear()
+        found = _specs[key] = _index(run.version.definition)
+    return found
+
+
+def _index(definition: dict) -> dict[str, dict]:
     found = {}
 
     def add(spec):
@@ -23,7 +33,7 @@ def specs_of(version_id: int) -> dict[str, dict]:
         if spec["kind"] == "map":
             add(spec["step"])
 
-    for spec in definition_of(version_id)["steps"]:
+    for spec in definition["steps"]:
         add(spec)
     return found
 

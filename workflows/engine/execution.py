@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from workflows import expressions
-from workflows.engine import kinds
+from workflows.engine import kinds, telemetry
 from workflows.engine.definitions import specs_of
 from workflows.engine.scheduling import (
     Status,
@@ -43,10 +43,11 @@ def step_execute(*, step_id: int, attempt: int) -> None:
         status=Status.RUNNING, claim=F("claim") + 1, started_at=Coalesce(F("started_at"), Now()), lease_until=lease
     ):
         return  # a copy of a task already taken, or a step cancelled meanwhile
-    step = StepRun.objects.select_related("run__owner", "run__workflow").get(pk=step_id)
+    step = StepRun.objects.select_related("run__owner", "run__workflow", "run__version").get(pk=step_id)
     run = step.run
-    spec = specs_of(run.version_id)[step.step_id]
-    with held_lease(step):
+    spec = specs_of(run)[step.step_id]
+    record(run, "step.started", step=step.key, attempt=step.attempt)
+    with held_lease(step), telemetry.step_span(step, run):
         try:
             outcome = kinds.execute(step, spec, run)
         except kinds.StepError as error:
@@ -90,7 +91,7 @@ def _finish(step: StepRun, status: str, *, tokens: int = 0, cost=0, **fields) ->
 
 def step_failed(step: StepRun, error: str, *, retry: bool, delay: float = 0) -> None:
     """Another attempt after the step's backoff, if it may retry and has attempts left; else it failed."""
-    policy = specs_of(step.run.version_id)[step.step_id]["retries"]
+    policy = specs_of(step.run)[step.step_id]["retries"]
     if retry and step.attempt <= policy["max"]:
         wait = max(delay, min(policy["backoff"] * policy["factor"] ** (step.attempt - 1), policy["max_delay"]))
         with transaction.atomic():
@@ -157,10 +158,10 @@ def step_wake(*, step_id: int) -> None:
     expires."""
     from workflows.services.approvals import approval_expire
 
-    step = StepRun.objects.select_related("run").filter(pk=step_id, status=Status.WAITING).first()
+    step = StepRun.objects.select_related("run__version").filter(pk=step_id, status=Status.WAITING).first()
     if step is None or step.wake_at is None or step.wake_at > timezone.now():
         return
-    spec = specs_of(step.run.version_id)[step.step_id]
+    spec = specs_of(step.run)[step.step_id]
     lock_run(step.run_id)
     if spec["kind"] == "approval":
         approval_expire(step=step)

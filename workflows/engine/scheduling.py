@@ -16,8 +16,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import metrics
 from tasks.services.webhooks import webhooks_emit
 from workflows import expressions
+from workflows.definition import KINDS
 from workflows.engine.definitions import context_of, definition_of, routes_of, specs_of
 from workflows.models import Approval, RunEvent, StepRun, WorkflowRun
 
@@ -41,7 +43,8 @@ IO_KINDS = {"agent"}
 
 
 def lock_run(run_id) -> WorkflowRun:
-    return WorkflowRun.objects.select_for_update().get(pk=run_id)
+    """The run, locked, with the version it is pinned to (not locked)."""
+    return WorkflowRun.objects.select_for_update(of=("self",)).select_related("version").get(pk=run_id)
 
 
 def record(run: WorkflowRun, event_type: str, *, step: str = "", webhook: dict | None = None, **data) -> None:
@@ -95,7 +98,20 @@ def close_step(step: StepRun, status: str, *, from_status=None, claim=None, **fi
         setattr(step, name, value)
     details = {"error": fields["error"]} if fields.get("error") else {}
     record(step.run, f"step.{status}", step=step.key, **details)
+    _count_step(step, status)
     return True
+
+
+def _count_step(step: StepRun, status: str) -> None:
+    kind, outcome = metrics.bounded(step.kind, KINDS), metrics.bounded(status, metrics.WORKFLOW_OUTCOMES)
+    took = (step.finished_at - step.started_at).total_seconds() if step.started_at else None
+
+    def count():
+        metrics.WORKFLOW_STEPS.of(kind, outcome).inc()
+        if took is not None:
+            metrics.WORKFLOW_STEP_DURATION.of(kind, outcome).observe(took)
+
+    transaction.on_commit(count)
 
 
 # --- scheduling the top-level steps ---------------------------------------------------------------------
@@ -108,7 +124,7 @@ def advance(run: WorkflowRun) -> None:
     approval before it chose another branch, or when its `if` is false."""
     if run.status != RunStatus.RUNNING:
         return
-    definition = definition_of(run.version_id)
+    definition = definition_of(run)
     steps = {step.step_id: step for step in run.steps.filter(parent=None)}
     for step in steps.values():
         step.run = run
@@ -142,7 +158,7 @@ def _readiness(run, spec, steps) -> str | None:
     if any(need.status not in StepRun.FINISHED for need in needs):
         return None
     for need in needs:
-        need_spec = specs_of(run.version_id)[need.step_id]
+        need_spec = specs_of(run)[need.step_id]
         if spec["id"] in routes_of(need_spec) and need.status == Status.SUCCEEDED:
             if spec["id"] not in (need.output or {}).get("steps", []):
                 return f"{need.step_id} chose another branch."
@@ -167,7 +183,7 @@ def after_step(run: WorkflowRun, step: StepRun) -> None:
     """What a finished step leads to: its map or parallel parent moves on, or the run does."""
     if run.status != RunStatus.RUNNING:
         return
-    definition = definition_of(run.version_id)
+    definition = definition_of(run)
     if _over_budget(run, definition) and run.steps.filter(status__in=OPEN).exists():
         fail_run(run, f"The run's budget is spent ({run.tokens} tokens, {run.cost:.6f} USD).")
         return
@@ -200,7 +216,7 @@ def children_progress(run: WorkflowRun, parent: StepRun) -> None:
     if parent.status != Status.WAITING:
         return
     parent.run = run
-    spec = specs_of(run.version_id)[parent.step_id]
+    spec = specs_of(run)[parent.step_id]
     children = list(parent.children.order_by("index", "id"))
     for child in children:
         child.run = run
@@ -248,7 +264,7 @@ def _close_parent(run, parent, children, status, output, error=""):
 
 
 def finish_run(run: WorkflowRun, steps: dict[str, StepRun]) -> None:
-    definition = definition_of(run.version_id)
+    definition = definition_of(run)
     failed = [step for step in steps.values() if step.status == Status.FAILED]
     if failed:
         _end_run(run, RunStatus.FAILED, error=f"Step {failed[0].key} failed: {failed[0].error}")
@@ -286,6 +302,7 @@ def _end_run(run: WorkflowRun, status: str, *, outputs=None, error: str = "") ->
         WorkflowRun.objects.filter(parent_step__run=run, status=RunStatus.RUNNING).values_list("pk", flat=True)
     )
     record(run, f"run.{status}", **({"error": error} if error else {}))
+    transaction.on_commit(lambda: metrics.WORKFLOW_RUNS.of(status).inc())
     for child in children:
         transaction.on_commit(lambda child=child: current_app.send_task("workflows.cancel_run", args=[str(child)]))
     if run.parent_step_id:

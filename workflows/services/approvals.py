@@ -122,7 +122,7 @@ def _settle(approval: Approval, status: str) -> None:
 
     approval.status, approval.decided_at = status, timezone.now()
     approval.save(update_fields=["status", "decided_at"])
-    spec = specs_of(approval.run.version_id)[approval.step.step_id]
+    spec = specs_of(lock_run(approval.run_id))[approval.step.step_id]
     branch = {"approved": "approved", "rejected": "rejected", "expired": "expired"}[status]
     output = {
         "decision": branch,

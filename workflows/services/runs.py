@@ -55,7 +55,7 @@ def run_start(
         if prior is not None:
             return prior, False
     version = workflow.current_version
-    values = run_inputs(definition_of(version.pk), inputs or {})
+    values = run_inputs(version.definition, inputs or {})
     try:
         with transaction.atomic():
             run = _begin(
@@ -75,7 +75,7 @@ def run_start_child(*, workflow: Workflow, parent_step: StepRun, inputs: dict) -
     """A `workflow` step's run, inside the transaction that makes the step wait."""
     parent_run = parent_step.run
     try:
-        values = run_inputs(definition_of(workflow.current_version_id), inputs)
+        values = run_inputs(workflow.current_version.definition, inputs)
     except ValidationError as error:
         from workflows.engine.execution import step_resume
 
@@ -100,7 +100,7 @@ def _begin(*, workflow, version, user, inputs, trigger, copied=(), **fields) -> 
         _copy(run, copied[spec["id"]])
         if spec["id"] in copied
         else StepRun(run=run, key=spec["id"], step_id=spec["id"], kind=spec["kind"])
-        for spec in definition_of(version.pk)["steps"]
+        for spec in version.definition["steps"]
     )
     record(run, "run.started", trigger=trigger, version=version.number)
     advance(lock_run(run.pk))
@@ -153,7 +153,7 @@ def downstream_of(definition: dict, step_id: str) -> set[str]:
 def run_rerun(*, run: WorkflowRun, user, from_step: str, idempotency_key: str = "") -> WorkflowRun:
     """A new run of the same version and inputs that starts again at `from_step`: the steps before it (and
     beside it) that succeeded or were skipped are reused with their outputs, tokens and cost."""
-    definition = definition_of(run.version_id)
+    definition = definition_of(run)
     if from_step not in {spec["id"] for spec in definition["steps"]}:
         raise ValidationError({"from_step": f"The workflow has no top-level step {from_step!r}."})
     again = downstream_of(definition, from_step)

@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from workflows.engine.definitions import definition_of
 from workflows.models import Workflow, WorkflowSchedule
 from workflows.services.runs import run_inputs
 
@@ -17,7 +16,7 @@ def schedule_create(*, workflow: Workflow, owner, cron: str, inputs=None) -> Wor
     fields = (cron or "").split()
     if len(fields) != 5:
         raise ValidationError({"cron": "Five fields: minute hour day-of-month month day-of-week (UTC)."})
-    run_inputs(definition_of(workflow.current_version_id), inputs or {})  # refused now, not at 3 a.m.
+    run_inputs(workflow.current_version.definition, inputs or {})  # refused now, not at 3 a.m.
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     crontab, _ = CrontabSchedule.objects.get_or_create(
         minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week

@@ -20,7 +20,7 @@ def signal_post(*, run: WorkflowRun, name: str, data=None) -> RunSignal:
         raise Conflict(f"The run is {run.status}; it takes no more events.")
     signal = RunSignal.objects.create(run=run, name=name, data=data)
     record(run, "event.received", name=name)
-    specs = specs_of(run.version_id)
+    specs = specs_of(run)
     for step in run.steps.filter(status=StepRun.Status.WAITING, kind="wait").order_by("id"):
         if specs[step.step_id].get("event") == name:
             signal_take(step=step, run=run, name=name)

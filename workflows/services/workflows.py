@@ -3,6 +3,7 @@ old one again; share like agents (view / use)."""
 
 import base64
 import secrets
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -12,7 +13,7 @@ from accounts.services import object_shares_end
 from core.encryption import encrypt
 from core.exceptions import DomainError
 from workflows.definition import DefinitionInvalid, validate
-from workflows.models import Workflow, WorkflowVersion
+from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 from workflows.selectors import OwnerResolver
 
 
@@ -90,12 +91,14 @@ def workflow_update(*, workflow: Workflow, **fields) -> Workflow:
 
 @transaction.atomic
 def workflow_delete(*, workflow: Workflow) -> None:
-    """Delete the workflow with its versions and runs; its shares and schedules go too."""
+    """Delete the workflow with its versions and runs (those other workflows started as steps too); its
+    shares and schedules go as well."""
     from workflows.services.schedules import schedule_delete
 
     for schedule in workflow.schedules.all():
         schedule_delete(schedule=schedule)
     object_shares_end(obj=workflow)
+    WorkflowRun.objects.filter(workflow=workflow).delete()  # runs pin their versions (PROTECT)
     Workflow.objects.filter(pk=workflow.pk).update(current_version=None)
     workflow.delete()
 
@@ -157,3 +160,22 @@ def workflow_export(*, workflow: Workflow) -> dict:
         "version": version.number,
         "source": version.source,
     }
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_AGENTS = ("researcher", "writer", "critic", "judge", "summarizer")  # the names the examples use
+
+
+def workflow_examples() -> dict[str, str]:
+    """The example workflows shipped in workflows/examples: name -> YAML source."""
+    return {path.stem: path.read_text() for path in sorted(EXAMPLES.glob("*.yaml"))}
+
+
+def workflow_examples_install(*, owner) -> list[Workflow]:
+    """The examples as the owner's workflows (the demo data): those whose name is free, and whose agents the
+    owner has."""
+    installed = []
+    for name, source in workflow_examples().items():
+        if not Workflow.objects.filter(owner=owner, name=name).exists():
+            installed.append(workflow_create(owner=owner, name=name, source=source, description="An example."))
+    return installed

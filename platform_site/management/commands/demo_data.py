@@ -8,6 +8,7 @@ from accounts.services import user_set_role
 from agents.models import Agent, AgentType
 from agents.services.agents import agent_create
 from platform_site import embedded
+from workflows.services.workflows import EXAMPLE_AGENTS, workflow_examples_install
 
 DEMO_USERS = (
     # username, is operator
@@ -55,10 +56,17 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {username:<9} password: {password}")
 
     def _demo_agent(self, user):
-        """An agent on the built-in echo provider, so the demo user can chat at once."""
+        """Agents on the built-in echo provider, so the demo user can chat at once, and the example
+        workflows with the agents they name."""
         agent_type = AgentType.objects.filter(slug="assistant").first()
-        if agent_type and not Agent.objects.filter(owner=user).exists():
+        if agent_type is None:
+            return
+        if not Agent.objects.filter(owner=user).exists():
             agent_create(owner=user, agent_type=agent_type, name="Echo helper", system_prompt="You are helpful.")
+        for name in EXAMPLE_AGENTS:
+            if not Agent.objects.filter(owner=user, name=name).exists():
+                agent_create(owner=user, agent_type=agent_type, name=name, system_prompt=f"You are the {name}.")
+        workflow_examples_install(owner=user)
 
     def _read_credentials(self):
         path = credentials_file()
