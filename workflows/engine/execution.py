@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F
@@ -130,8 +131,6 @@ def step_waits(step: StepRun, outcome: kinds.Wait) -> None:
 
 def wake_later(step: StepRun, wake_at) -> None:
     """A timer for a near wake-up (the reaper wakes the later ones, and any timer lost)."""
-    from celery import current_app
-
     delay = (wake_at - timezone.now()).total_seconds()
     if delay <= settings.WORKFLOW_TIMER_MAX_SECONDS:
         transaction.on_commit(
@@ -169,8 +168,10 @@ def step_wake(*, step_id: int) -> None:
         step_resume(step_id=step.pk, output={"event": None, "data": None, "timed_out": True})
     elif spec["kind"] == "wait":
         step_resume(step_id=step.pk, output={"waited_until": step.wake_at.isoformat()})
-    else:
+    else:  # a called workflow over its timeout: the step fails and the child run is cancelled
         step_resume(step_id=step.pk, status=Status.FAILED, error=f"Timed out after {spec['timeout']:g} s.")
+        for child in step.child_runs.filter(status=WorkflowRun.Status.RUNNING).values_list("pk", flat=True):
+            transaction.on_commit(lambda child=child: current_app.send_task("workflows.cancel_run", args=[str(child)]))
 
 
 # --- leases ---------------------------------------------------------------------------------------------

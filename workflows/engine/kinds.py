@@ -143,7 +143,10 @@ def memory_step(step, spec, run, context):
             if spec.get("expires_in"):
                 fields["expires_at"] = timezone.now() + timedelta(seconds=spec["expires_in"])
             memory = memory_create(owner=run.owner, content=content, **fields)
-            return Done({"id": memory.pk}, input={"content": content, **fields, "expires_at": None})
+            expires = fields.get("expires_at")
+            return Done(
+                {"id": memory.pk}, input={"content": content, **fields, "expires_at": expires and expires.isoformat()}
+            )
         query = _text(expressions.render(spec["query"], context))
         filters = {"namespace": namespace}
         if spec.get("filters"):

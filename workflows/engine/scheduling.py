@@ -13,7 +13,7 @@ from decimal import Decimal
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from core import metrics
@@ -212,51 +212,77 @@ def charge(run: WorkflowRun, tokens: int, cost) -> None:
 
 
 def children_progress(run: WorkflowRun, parent: StepRun) -> None:
-    """A map or parallel step whose children moved: queue more (a map's `max_concurrency`), or finish it."""
+    """A map or parallel step whose children moved: queue more (a map's `max_concurrency`), or finish it.
+    Counts by status, so a child's end costs the same whatever the number of its siblings."""
     if parent.status != Status.WAITING:
         return
     parent.run = run
     spec = specs_of(run)[parent.step_id]
-    children = list(parent.children.order_by("index", "id"))
-    for child in children:
-        child.run = run
-    succeeded = [child for child in children if child.status == Status.SUCCEEDED]
-    failed = [child for child in children if child.status in (Status.FAILED, Status.CANCELLED)]
-    unfinished = [child for child in children if child.status not in StepRun.FINISHED]
+    children = parent.children.all()
+    counts = dict(children.order_by().values_list("status").annotate(count=Count("id")))
+    succeeded = counts.get(Status.SUCCEEDED, 0)
+    failed = counts.get(Status.FAILED, 0) + counts.get(Status.CANCELLED, 0)
+    unfinished = sum(count for status, count in counts.items() if status not in StepRun.FINISHED)
     if spec["kind"] == "parallel":
-        if len(succeeded) >= spec["at_least"]:
-            _close_parent(run, parent, children, Status.SUCCEEDED, {child.step_id: child.output for child in succeeded})
-        elif len(succeeded) + len(unfinished) < spec["at_least"]:
-            errors = "; ".join(f"{child.step_id}: {child.error}" for child in failed)
-            _close_parent(run, parent, children, Status.FAILED, None, f"The join cannot be met ({errors}).")
+        if succeeded >= spec["at_least"]:
+            outputs = dict(children.filter(status=Status.SUCCEEDED).values_list("step_id", "output"))
+            _close_parent(run, parent, Status.SUCCEEDED, outputs)
+        elif succeeded + unfinished < spec["at_least"]:
+            errors = "; ".join(f"{step_id}: {error}" for step_id, error in _failures(children))
+            _close_parent(run, parent, Status.FAILED, None, f"The join cannot be met ({errors}).")
         else:
-            for child in unfinished:
-                if child.status == Status.PENDING:
-                    queue_step(child)
+            _queue(run, children.filter(status=Status.PENDING))
         return
     if failed and spec["on_error"] == "stop":
-        first = failed[0]
-        _close_parent(run, parent, children, Status.FAILED, None, f"Item {first.index} failed: {first.error}")
+        index, error = (
+            children.filter(status__in=[Status.FAILED, Status.CANCELLED])
+            .order_by("index")
+            .values_list("index", "error")[0]
+        )
+        _close_parent(run, parent, Status.FAILED, None, f"Item {index} failed: {error}")
         return
     if not unfinished:
+        items = children.order_by("index").values_list("status", "output")
         if spec["on_error"] == "drop":
-            output = [child.output for child in children if child.status != Status.FAILED]
+            output = [output for status, output in items if status != Status.FAILED]
         else:
-            output = [child.output if child.status == Status.SUCCEEDED else None for child in children]
-        _close_parent(run, parent, children, Status.SUCCEEDED, output)
+            output = [output if status == Status.SUCCEEDED else None for status, output in items]
+        _close_parent(run, parent, Status.SUCCEEDED, output)
         return
-    room = spec["max_concurrency"] - sum(child.status in StepRun.ACTIVE for child in children)
-    for child in [child for child in unfinished if child.status == Status.PENDING][: max(room, 0)]:
-        queue_step(child)
+    room = spec["max_concurrency"] - sum(counts.get(status, 0) for status in StepRun.ACTIVE)
+    if room > 0:
+        _queue(run, children.filter(status=Status.PENDING).order_by("index")[:room])
 
 
-def _close_parent(run, parent, children, status, output, error=""):
-    for child in children:
-        if child.status not in StepRun.FINISHED:
-            close_step(child, Status.CANCELLED, error="No longer needed.")
-    tokens = sum(child.tokens for child in children)
-    cost = sum((child.cost for child in children), Decimal(0))
-    if close_step(parent, status, from_status=[Status.WAITING], output=output, error=error, tokens=tokens, cost=cost):
+def _failures(children):
+    return (
+        children.filter(status__in=[Status.FAILED, Status.CANCELLED]).order_by("index").values_list("step_id", "error")
+    )
+
+
+def _queue(run, steps) -> None:
+    for step in steps:
+        step.run = run
+        queue_step(step)
+
+
+def _close_parent(run, parent, status, output, error=""):
+    """Finish a map or parallel step: what is still open of its children is cancelled (a worker running
+    one records nothing), its tokens and cost are theirs."""
+    children = parent.children.all()
+    children.filter(status__in=OPEN).update(
+        status=Status.CANCELLED, error="No longer needed.", finished_at=timezone.now(), lease_until=None, wake_at=None
+    )
+    totals = children.aggregate(tokens=Sum("tokens"), cost=Sum("cost"))
+    if close_step(
+        parent,
+        status,
+        from_status=[Status.WAITING],
+        output=output,
+        error=error,
+        tokens=totals["tokens"] or 0,
+        cost=totals["cost"] or Decimal(0),
+    ):
         after_step(run, parent)
 
 
