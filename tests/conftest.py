@@ -29,8 +29,8 @@ WORKER_STARTED = []
 
 @pytest.fixture(autouse=True)
 def background_work_settles(request):
-    """After a transactional test, wait for the session worker to finish what the test started: a task or
-    webhook attempt writing while the test database is flushed deadlocks the flush."""
+    """After a transactional test, wait for the session workers to finish what the test started: a task,
+    webhook attempt or workflow step writing while the test database is flushed deadlocks the flush."""
     marker = request.node.get_closest_marker("django_db")
     if marker is None or not marker.kwargs.get("transaction"):
         yield
@@ -44,6 +44,7 @@ def background_work_settles(request):
     from django.utils import timezone
 
     from tasks.models import TaskRecord, WebhookDelivery
+    from workflows.models import StepRun
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -51,6 +52,7 @@ def background_work_settles(request):
         busy = (
             TaskRecord.objects.filter(status__in=TaskRecord.UNFINISHED).exists()
             or WebhookDelivery.objects.filter(status="pending", next_attempt_at__lte=soon).exists()
+            or StepRun.objects.filter(status__in=[StepRun.Status.QUEUED, StepRun.Status.RUNNING]).exists()
         )
         if not busy:
             return
