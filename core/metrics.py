@@ -16,6 +16,7 @@ providers, agent types: agents/metrics.py) only while the catalog holds them, el
 
 import atexit
 import os
+import threading
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
@@ -83,19 +84,24 @@ HTTP_DURATION = _histogram(
     HTTP_BUCKETS,
 )
 _in_flight = None
+_in_flight_lock = threading.Lock()
 
 
 def http_in_flight():
     """Requests being handled by the web processes now (until their response starts); made on first use, so a
-    process that serves none (a management command) leaves no file for it."""
+    process that serves none (a management command) leaves no file for it. Made once under a lock: the first
+    requests of a process arrive in several threads at once, and two gauges would each keep their own value
+    in the one file (the sum went negative)."""
     global _in_flight
     if _in_flight is None:
-        _in_flight = Gauge(
-            "http_requests_in_flight",
-            "Requests being handled now, summed over the live web processes.",
-            registry=None,
-            multiprocess_mode="livesum",
-        )
+        with _in_flight_lock:
+            if _in_flight is None:
+                _in_flight = Gauge(
+                    "http_requests_in_flight",
+                    "Requests being handled now, summed over the live web processes.",
+                    registry=None,
+                    multiprocess_mode="livesum",
+                )
     return _in_flight
 
 

@@ -82,9 +82,9 @@ class Workers:
 
 @pytest.mark.django_db(transaction=True)
 def test_runs_complete_and_are_charged_once_while_workers_are_killed_at_random(alice, alice_agents, fake_llm, tmp_path):
-    # Given a token budget, a provider that takes 50 ms, and web, workers and reaper on a broker of their own
+    # Given a token budget, a provider that takes 20 ms, and web, workers and reaper on a broker of their own
     QuotaPolicy.objects.create(name="budget", tokens_per_day=10_000_000)
-    fake_llm.latency = 0.05
+    fake_llm.latency = 0.02
     workflow = make_workflow(alice, TEN_STEPS)
     key = make_key(alice, scopes=["workflows:run"])
     # runs recorded as in production: through the Redis stream and its recorder, so a run is recorded (and
@@ -107,7 +107,7 @@ def test_runs_complete_and_are_charged_once_while_workers_are_killed_at_random(a
         ][:3]
         deadline = time.monotonic() + 300
         while WorkflowRun.objects.filter(status="running").exists() and time.monotonic() < deadline:
-            if workers.kills < 8:
+            if workers.kills < 6:
                 time.sleep(rng.uniform(0.5, 2))
                 workers.kill_one(rng)
             else:
