@@ -114,7 +114,10 @@ def test_a_background_call_is_one_trace_from_the_request_through_the_task_to_the
             post(web.port, f"/api/v1/agents/{agent.pk}/invoke?async=1", body, make_key(alice, scopes=["agents:invoke"]))
         )
         [delivery] = receiver.wait_for(1, timeout=30)
-        spans = collector.wait_for(lambda spans: any(map(is_webhook, spans)))
+        # (the task and the webhook may run in two pool processes, each exporting its spans in its own time)
+        spans = collector.wait_for(
+            lambda spans: any(map(is_webhook, spans)) and any(s["name"] == "invoke_agent helper" for s in spans)
+        )
     finally:
         web.stop()
         worker.stop()

@@ -107,7 +107,7 @@ def test_runs_complete_and_are_charged_once_while_workers_are_killed_at_random(a
         ][:3]
         deadline = time.monotonic() + 300
         while WorkflowRun.objects.filter(status="running").exists() and time.monotonic() < deadline:
-            if workers.kills < 6:
+            if workers.kills < 5:
                 time.sleep(rng.uniform(0.5, 2))
                 workers.kill_one(rng)
             else:
