@@ -4,8 +4,10 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.db import transaction
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html_join
 
-from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, User
+from accounts.models import ROLES, ApiKey, Preferences, SecurityEvent, TrailCheck, User
 from accounts.services import apikey_revoke, is_last_active_admin, user_set_role
 
 
@@ -49,8 +51,17 @@ class UserAdmin(DjangoUserAdmin):
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
         ("Access", {"fields": ("role", "is_active")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
+        ("Their records", {"fields": ("records",)}),
     )
-    readonly_fields = ["last_login", "date_joined"]
+    readonly_fields = ["last_login", "date_joined", "records"]
+    # Changelists filtered to one user: (admin URL name, link text). Other apps' lists are named, not imported.
+    RECORD_LINKS = (
+        ("admin:accounts_apikey_changelist", "API keys"),
+        ("admin:agents_agentrun_changelist", "Runs"),
+        ("admin:quotas_usagedaily_changelist", "Usage by day"),
+        ("admin:quotas_usagerecord_changelist", "Usage ledger"),
+        ("admin:accounts_securityevent_changelist", "Security events"),
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
@@ -58,6 +69,19 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="role")
     def role(self, user):
         return user.role or "—"
+
+    @admin.display(description="records")
+    def records(self, user):
+        """Links to this user's keys, runs, usage and security events (each list filtered to them)."""
+        if not user.pk:
+            return "—"
+        links = []
+        for name, text in self.RECORD_LINKS:
+            try:
+                links.append((f"{reverse(name)}?user__id__exact={user.pk}", text))
+            except NoReverseMatch:  # that app's admin is not installed
+                continue
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
 
     @transaction.atomic
     def save_model(self, request, obj, form, change):
@@ -112,8 +136,16 @@ class PreferencesAdmin(ReadOnlyAdmin):
 
 @admin.register(SecurityEvent)
 class SecurityEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "kind", "user", "actor", "api_key", "ip_address", "request_id"]
+    list_display = ["sequence", "created_at", "kind", "user", "actor", "api_key", "ip_address", "request_id"]
     list_filter = ["kind", "created_at"]
     search_fields = ["user__username", "actor__username", "ip_address", "request_id", "api_key__key_id"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "actor", "api_key"]
+
+
+@admin.register(TrailCheck)
+class TrailCheckAdmin(ReadOnlyAdmin):
+    """Each verification of the security-event chain (the daily beat job, `manage.py security_trail verify`)."""
+
+    list_display = ["checked_at", "ok", "events", "head_sequence", "broken_at", "problem"]
+    list_filter = ["ok"]

@@ -25,6 +25,7 @@ class AccountsConfig(AppConfig):
         "operator": [
             "accounts.view_user",
             "accounts.view_securityevent",
+            "accounts.view_trailcheck",
             "accounts.manage_all_keys",
         ],
     }

@@ -1,13 +1,14 @@
 from django import forms
 
 from accounts.models import Preferences, User
-from accounts.scopes import default_key_scopes, key_scopes
+from accounts.scopes import default_key_scopes_for, key_scopes_for
+from accounts.selectors import agent_choices, model_choices
 from accounts.services import PREFERENCE_FIELDS
 
 
 class SignupForm(forms.Form):
     username = forms.RegexField(regex=r"^[\w.@+-]+\Z", max_length=150, help_text="Letters, digits and @ . + - _ only.")
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=254)
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=256, strip=False
     )
@@ -17,6 +18,7 @@ class ProfileForm(forms.ModelForm):
     current_password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
         required=False,
+        max_length=256,
         strip=False,
         help_text="Needed only to change your email address.",
     )
@@ -27,20 +29,32 @@ class ProfileForm(forms.ModelForm):
 
 
 class ApiKeyCreateForm(forms.Form):
+    """A new key of `user`'s: only the scopes their role can use are offered (and accepted)."""
+
     name = forms.CharField(max_length=100)
-    scopes = forms.MultipleChoiceField(
-        choices=lambda: [(scope, f"{scope} — {text}") for scope, text in key_scopes().items()],
-        widget=forms.CheckboxSelectMultiple,
-        initial=default_key_scopes,
-    )
+    scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple)
     expires_in_days = forms.IntegerField(
         min_value=1, max_value=3650, required=False, help_text="Leave empty for a key that does not expire."
     )
 
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["scopes"].choices = [(scope, f"{scope} — {text}") for scope, text in key_scopes_for(user).items()]
+        self.fields["scopes"].initial = default_key_scopes_for(user)
+
 
 class PreferencesForm(forms.ModelForm):
+    """The user's preferences; the default agent and model are picked from what exists and they may use."""
+
     notification_webhook = forms.URLField(assume_scheme="https", required=False, max_length=500)
+    default_agent = forms.ChoiceField(required=False, help_text="Used when you do not name an agent.")
+    default_model = forms.ChoiceField(required=False, help_text="A model of the catalog.")
 
     class Meta:
         model = Preferences
         fields = PREFERENCE_FIELDS
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["default_agent"].choices = [("", "None")] + agent_choices(user)
+        self.fields["default_model"].choices = [("", "None")] + model_choices()

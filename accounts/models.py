@@ -231,6 +231,14 @@ class SecurityEvent(models.Model):
     user_agent = models.CharField(max_length=512, blank=True, default="")
     request_id = models.CharField(max_length=128, blank=True, default="")
     detail = models.JSONField(default=dict, blank=True)
+    # The tamper-evident chain (accounts/trail.py): the event's place, the seal of the one before, its own seal,
+    # and the ids it was written with (a deleted user empties the foreign key above, never these).
+    sequence = models.PositiveBigIntegerField(unique=True, null=True, editable=False)
+    previous_seal = models.CharField(max_length=64, blank=True, default="", editable=False)
+    seal = models.CharField(max_length=64, blank=True, default="", editable=False)
+    actor_ref = models.PositiveBigIntegerField(null=True, editable=False)
+    user_ref = models.PositiveBigIntegerField(null=True, editable=False)
+    api_key_ref = models.PositiveBigIntegerField(null=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -238,3 +246,21 @@ class SecurityEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TrailCheck(models.Model):
+    """One verification of the security-event trail (the daily beat job, or `manage.py security_trail verify`)."""
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ok = models.BooleanField()
+    events = models.PositiveBigIntegerField(help_text="Events in the chain.")
+    head_sequence = models.PositiveBigIntegerField(null=True, blank=True, help_text="The last event seen.")
+    head_seal = models.CharField(max_length=64, blank=True, default="")
+    broken_at = models.PositiveBigIntegerField(null=True, blank=True, help_text="The first broken link.")
+    problem = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-checked_at"]
+
+    def __str__(self):
+        return f"{'intact' if self.ok else 'BROKEN'} at {self.checked_at:%Y-%m-%d %H:%M:%S}"

@@ -1,5 +1,6 @@
 """Reads of accounts, each scoped to who is asking. Missing and forbidden look the same: Http404."""
 
+from django.apps import apps
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -154,3 +155,22 @@ def object_shares(*, obj) -> list[tuple[User, str]]:
         held = shares.get(permission.user_id, (permission.user, "view"))
         shares[permission.user_id] = (permission.user, "use" if permission.permission.codename == use else held[1])
     return sorted(shares.values(), key=lambda share: share[0].username)
+
+
+def agent_choices(user) -> list[tuple[str, str]]:
+    """The agents the user may invoke (theirs, and those shared with them for use), stored as `agent:<id>`,
+    the name the OpenAI-compatible API accepts too. Agents live above accounts: the model is looked up by
+    its label, not imported."""
+    agent_model = apps.get_model("agents", "Agent")
+    agents = owned_or_shared(user=user, queryset=agent_model.objects.select_related("owner"), level="use")
+    return [
+        (f"agent:{agent.pk}", agent.name if agent.owner_id == user.pk else f"{agent.owner.username}/{agent.name}")
+        for agent in agents.order_by("name", "pk")
+    ]
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """The catalog's models that can be called (active, on an active provider), by name."""
+    model = apps.get_model("agents", "LanguageModel")
+    names = model.objects.filter(is_active=True, provider__is_active=True).order_by("name")
+    return [(name, name) for name in names.values_list("name", flat=True)]

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from accounts.models import API_KEY_STATUSES, ROLES, ApiKey, Preferences, SecurityEvent, User
 from accounts.scopes import key_scopes
+from accounts.selectors import agent_choices, model_choices
 from accounts.services import PREFERENCE_FIELDS, SHARE_LEVELS
 
 # --- auth ----------------------------------------------------------------------------------------------
@@ -10,7 +11,7 @@ from accounts.services import PREFERENCE_FIELDS, SHARE_LEVELS
 
 class SignupSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=254)
     password = serializers.CharField(
         write_only=True, max_length=256, trim_whitespace=False, style={"input_type": "password"}
     )
@@ -29,7 +30,7 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=254)
 
 
 class PasswordResetConfirmSerializer(serializers.Serializer):
@@ -56,9 +57,13 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
-    email = serializers.EmailField(required=False)
+    email = serializers.EmailField(max_length=254, required=False)
     current_password = serializers.CharField(
-        write_only=True, required=False, trim_whitespace=False, help_text="Needed to change the email address."
+        write_only=True,
+        required=False,
+        max_length=256,
+        trim_whitespace=False,
+        help_text="Needed to change the email address.",
     )
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
@@ -162,10 +167,23 @@ class ApiKeyRotateSerializer(serializers.Serializer):
 
 
 class PreferencesSerializer(serializers.ModelSerializer):
+    """The default agent and model name something: only an agent the user may invoke (`agent:<id>`) and a
+    model of the catalog are taken, as on the Preferences page."""
+
     class Meta:
         model = Preferences
         fields = [*PREFERENCE_FIELDS, "updated_at"]
         read_only_fields = ["updated_at"]
+
+    def validate_default_agent(self, value: str) -> str:
+        if value and value not in dict(agent_choices(self.instance.user)):
+            raise serializers.ValidationError("Not an agent you may invoke: give `agent:<id>` of one of them.")
+        return value
+
+    def validate_default_model(self, value: str) -> str:
+        if value and value not in dict(model_choices()):
+            raise serializers.ValidationError("Not a model of the catalog.")
+        return value
 
 
 class SecurityEventSerializer(serializers.ModelSerializer):

@@ -32,6 +32,7 @@ from accounts.models import (
 from accounts.roles import STAFF_ROLES
 from accounts.scopes import key_scopes
 from accounts.security import client_ip, user_agent
+from accounts.trail import trail_append
 from core import local_cache
 from core.correlation import current_request_id
 from core.exceptions import Conflict
@@ -46,18 +47,21 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def security_event_record(*, kind, request=None, actor=None, user=None, api_key=None, **detail) -> SecurityEvent:
-    """Record a security event with the address, user agent and request id of the request, if any."""
+    """Record a security event with the address, user agent and request id of the request, if any, sealed as
+    the next link of the tamper-evident trail."""
     actor = actor if actor is not None and actor.is_authenticated else None
-    event = SecurityEvent.objects.create(
-        kind=kind,
-        actor=actor,
-        user=user,
-        api_key=api_key,
-        ip_address=client_ip(request) if request is not None else None,
-        user_agent=user_agent(request) if request is not None else "",
-        request_id=current_request_id() or "",
-        detail=detail,
-    )
+    with transaction.atomic():
+        event = SecurityEvent.objects.create(
+            kind=kind,
+            actor=actor,
+            user=user,
+            api_key=api_key,
+            ip_address=client_ip(request) if request is not None else None,
+            user_agent=user_agent(request) if request is not None else "",
+            request_id=current_request_id() or "",
+            detail=detail,
+        )
+        trail_append(event)
     logger.info(
         "security event %s",
         kind,

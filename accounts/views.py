@@ -125,7 +125,7 @@ def profile(request):
 @login_required
 @never_cache
 def keys(request):
-    form = ApiKeyCreateForm(request.POST or None)
+    form = ApiKeyCreateForm(request.POST or None, user=request.user)
     if request.method == "POST" and _too_many(request, key_creation_rate_exceeded, request, request.user):
         messages.error(request, "Too many keys created recently; try again later.")
         return redirect("keys")
@@ -174,7 +174,9 @@ def key_revoke(request, pk):
 
 @login_required
 def preferences(request):
-    form = PreferencesForm(request.POST or None, instance=selectors.preferences_get(user=request.user))
+    form = PreferencesForm(
+        request.POST or None, instance=selectors.preferences_get(user=request.user), user=request.user
+    )
     if request.method == "POST" and form.is_valid():
         fields = {name: form.cleaned_data[name] for name in form.Meta.fields}
         services.preferences_update(user=request.user, **fields)

@@ -16,7 +16,7 @@ from accounts.permissions import PolicyMixin
 from accounts.security import client_ip
 from agents import selectors
 from agents.models import Agent, AgentRun, AgentType, LanguageModel
-from agents.providers import ProviderError, ToolCallDelta
+from agents.providers import ToolCallDelta
 from agents.serializers import (
     AgentRunSerializer,
     AgentSerializer,
@@ -30,7 +30,7 @@ from agents.services import agents, catalog, invocation
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
 from core.async_db import database_sync_to_async
 from core.async_views import AsyncAPIView
-from core.exceptions import Refused
+from core.exceptions import DomainError
 from core.pagination import NewestFirst
 from core.paths import int_or_404, uuid_or_404
 from tasks.api import task_accepted
@@ -133,6 +133,7 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
             "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens,
             "cost": str(run.cost),
+            "verdicts": verdicts_of(run),
         }
         headers = {
             "X-Cache": result.cache,
@@ -159,6 +160,20 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+def error_event(error: DomainError) -> dict:
+    """The `error` event that ends a stream: the code and status the same request would have been answered
+    with, the message, and what the error adds to the body (`guard`: the detector and where it blocked)."""
+    return {"code": error.code, "status": error.status, "detail": str(error), **error.extra_body}
+
+
+def verdicts_of(run) -> list[dict]:
+    """The guards' verdicts of a run just made (never the matched text)."""
+    return [
+        {"detector": detector, "action": action, "where": where, "count": count}
+        for detector, action, where, count in getattr(run, "guard_verdicts", None) or ()
+    ]
+
+
 class EventStream:
     """The response body (async): its `close()` reaches the invocation even if the body is never read."""
 
@@ -174,7 +189,8 @@ class EventStream:
 
 def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
     """Server-sent events: `delta` events with text or a piece of a tool call, then `done` (run, cache,
-    usage, tool calls) or `error`."""
+    usage, tool calls, the guards' verdicts) or `error` (code, status, detail; `guard` when a guard blocked:
+    the detector and where)."""
 
     async def events():
         try:
@@ -182,11 +198,8 @@ def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
                 yield _sse(
                     "delta", {"tool_call": asdict(piece)} if isinstance(piece, ToolCallDelta) else {"text": piece}
                 )
-        except Refused as refusal:
-            yield _sse("error", {"code": "refused", "detail": str(refusal)})
-            return
-        except ProviderError as error:
-            yield _sse("error", {"code": "provider_error", "status": error.status, "detail": str(error)})
+        except DomainError as error:  # a guard blocked, an external guard failed, the provider failed
+            yield _sse("error", error_event(error))
             return
         run = stream.result.run
         yield _sse(
@@ -199,6 +212,7 @@ def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
                 "input_tokens": run.input_tokens,
                 "output_tokens": run.output_tokens,
                 "cost": str(run.cost),
+                "verdicts": verdicts_of(run),
             },
         )
 
@@ -227,7 +241,7 @@ class AgentRunViewSet(PolicyMixin, viewsets.GenericViewSet, mixins.ListModelMixi
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AgentRun.objects.none()
-        runs = selectors.run_list(user=self.request.user)
+        runs = selectors.run_list(user=self.request.user).prefetch_related("verdicts")
         params = self.request.query_params
         if "agent" in params:
             runs = runs.filter(agent_id=params["agent"]) if params["agent"].isdigit() else runs.none()

@@ -33,6 +33,13 @@ class AgentsConfig(AppConfig):
             "agents.change_exposedmodel",
             "agents.delete_exposedmodel",
             "agents.invalidate_cache",
+            # Content policies and external guards, and the verdicts they gave (docs/guardrails.md).
+            *(
+                f"agents.{action}_{model}"
+                for model in ("contentpolicy", "guardservice", "policyguard")
+                for action in ("view", "add", "change", "delete")
+            ),
+            "agents.view_guardverdict",
         ],
     }
 

@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from tasks.outbound import UnsafeDestination, check_provider_url
+from tasks.outbound import UnsafeDestination, check_provider_url, check_url
 
 
 class Provider(models.Model):
@@ -236,3 +236,157 @@ class AgentRun(models.Model):
 
     def __str__(self):
         return f"run {self.id} of {self.agent_id}"
+
+
+# --- content guards: policies, external guard services, verdicts ----------------------------------------
+
+
+class GuardAction(models.TextChoices):
+    BLOCK = "block", "Block (refuse the text)"
+    REDACT = "redact", "Redact (replace what was found by a placeholder)"
+    FLAG = "flag", "Flag (record it, change nothing)"
+
+
+class GuardService(models.Model):
+    """An external guard an operator adds: a URL the pipeline POSTs texts to, signed per Standard Webhooks,
+    that answers allow, redact or block within its time budget (agents.services.guarding)."""
+
+    class Directions(models.TextChoices):
+        INPUT = "input", "Inputs (messages, tool results)"
+        OUTPUT = "output", "Outputs (answers, tool-call arguments)"
+        BOTH = "both", "Both"
+
+    name = models.SlugField(max_length=50, unique=True, help_text="Verdicts name it `external:<name>`.")
+    url = models.URLField(max_length=300, help_text="Public addresses only (the outbound guard applies).")
+    secret_encrypted = models.TextField(editable=False)
+    timeout_ms = models.PositiveIntegerField(
+        default=500,
+        validators=[MinValueValidator(10), MaxValueValidator(10_000)],
+        help_text="Its time budget per check; past it the policy's fail mode decides.",
+    )
+    directions = models.CharField(max_length=6, choices=Directions.choices, default=Directions.BOTH)
+    is_active = models.BooleanField(default=True)
+    description = models.TextField(blank=True, default="", max_length=2000)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.url:
+            try:
+                check_url(self.url)
+            except UnsafeDestination as error:
+                raise ValidationError({"url": str(error)}) from error
+
+    def checks(self, direction: str) -> bool:
+        return self.is_active and self.directions in (direction, self.Directions.BOTH)
+
+
+class ContentPolicy(models.Model):
+    """What the content guards do for one agent type, or for every type without a policy of its own (the
+    platform default, `agent_type` empty): an action per detector or family, blocked terms, external guards."""
+
+    agent_type = models.ForeignKey(
+        AgentType,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Empty: the platform default, for every agent type without a policy of its own.",
+    )
+    description = models.TextField(blank=True, default="", max_length=2000)
+    actions = models.JSONField(
+        default=dict, blank=True, help_text='Detector or family -> block, redact or flag, e.g. {"secret": "redact"}.'
+    )
+    blocked_terms = models.TextField(
+        blank=True, default="", max_length=200_000, help_text="One word or phrase per line (any case, accents ignored)."
+    )
+    blocked_terms_action = models.CharField(max_length=6, choices=GuardAction.choices, default=GuardAction.BLOCK)
+    guards = models.ManyToManyField(GuardService, through="PolicyGuard", blank=True, related_name="policies")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "content policy"
+        verbose_name_plural = "content policies"
+        ordering = [models.F("agent_type").asc(nulls_first=True)]
+        constraints = [
+            # One policy per agent type, and one platform default (NULLs count as equal).
+            models.UniqueConstraint(
+                fields=["agent_type"],
+                nulls_distinct=False,
+                name="content_policy_one_per_type",
+                violation_error_message="There is a policy for this agent type already (or a platform default).",
+            )
+        ]
+
+    def __str__(self):
+        return f"policy of {self.agent_type}" if self.agent_type_id else "platform default policy"
+
+    def terms(self) -> list[str]:
+        return [line.strip() for line in self.blocked_terms.splitlines() if line.strip()]
+
+    def clean(self):
+        from agents.guards import Policy
+
+        try:
+            Policy.from_dict({"actions": self.actions or {}, "blocked_terms": self.terms()})
+        except ValueError as error:  # names the unknown detector or action
+            raise ValidationError(str(error)) from error
+
+
+class PolicyGuard(models.Model):
+    """An external guard a policy applies, and what happens when it cannot answer in time."""
+
+    class FailMode(models.TextChoices):
+        OPEN = "open", "Fail open (pass the text, record an error verdict)"
+        CLOSED = "closed", "Fail closed (refuse the request with a 503)"
+
+    policy = models.ForeignKey(ContentPolicy, on_delete=models.CASCADE, related_name="policy_guards")
+    service = models.ForeignKey(GuardService, on_delete=models.PROTECT, related_name="+")
+    fail_mode = models.CharField(max_length=6, choices=FailMode.choices, default=FailMode.CLOSED)
+
+    class Meta:
+        verbose_name = "external guard"
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["policy", "service"], name="policy_guard_unique")]
+
+    def __str__(self):
+        return f"{self.service} ({self.get_fail_mode_display()})"
+
+
+class GuardVerdict(models.Model):
+    """What a guard found in one run: the detector, the action taken, where, how many times. Never the
+    matched text. Written with the run (agents.recording), one row per (detector, action, where)."""
+
+    class Action(models.TextChoices):
+        BLOCK = "block", "Blocked"
+        REDACT = "redact", "Redacted"
+        FLAG = "flag", "Flagged"
+        ERROR = "error", "Guard failed (passed: fail-open)"
+
+    class Where(models.TextChoices):
+        INPUT = "input", "Input"
+        OUTPUT = "output", "Output"
+        TOOL_ARGUMENTS = "tool_arguments", "Tool-call arguments"
+        TOOL_RESULT = "tool_result", "Tool result"
+        STREAM = "stream", "Stream"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="verdicts")
+    detector = models.CharField(max_length=100, db_index=True)
+    action = models.CharField(max_length=6, choices=Action.choices)
+    where = models.CharField(max_length=14, choices=Where.choices)
+    count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "run_id", "detector"]
+        constraints = [
+            # Written again (a recorder retrying a batch), a verdict is still one row.
+            models.UniqueConstraint(fields=["run", "detector", "action", "where"], name="guard_verdict_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.detector} {self.action} in {self.where} ×{self.count}"

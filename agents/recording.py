@@ -7,6 +7,9 @@ whose append-only file keeps it); a recorder that dies mid-batch leaves its entr
 one claims them; writing is idempotent by run id, so an entry written twice is one row. The stream's
 backlog shows in /readyz; past RUN_STREAM_MAX_BACKLOG requests write their runs themselves until it
 drains. `direct` writes every run in its request (the tests, and a setup without a recorder).
+
+A run carries the content guards' verdicts (`run.guard_verdicts`: detector, action, where, count; never the
+matched text) in the same entry; they are written with it as GuardVerdict rows, in the same transaction.
 """
 
 import json
@@ -19,7 +22,7 @@ from django.db import transaction
 from django_redis import get_redis_connection
 
 from accounts.models import ApiKey, User
-from agents.models import Agent, AgentRun
+from agents.models import Agent, AgentRun, GuardVerdict
 from quotas.models import UsageRecord
 
 logger = logging.getLogger("switchboard.recording")
@@ -42,6 +45,9 @@ def encode(run: AgentRun, usage: UsageRecord, client_ip: str | None) -> str:
     """One stream entry: the run's columns, what the usage record adds, and the key's last use."""
     fields = {f.attname: getattr(run, f.attname) for f in AgentRun._meta.concrete_fields}
     entry = {"run": fields, "agent_type": usage.agent_type, "cached": usage.cached, "ip": client_ip}
+    verdicts = getattr(run, "guard_verdicts", None)
+    if verdicts:
+        entry["verdicts"] = [list(verdict) for verdict in verdicts]
     return json.dumps(entry, default=_json_default)
 
 
@@ -81,6 +87,16 @@ def write_runs(records: list[tuple[AgentRun, UsageRecord, str | None]]) -> int:
             run.api_key_id = usage.api_key_id = None
     AgentRun.objects.bulk_create([run for run, _, _ in kept], ignore_conflicts=True)
     UsageRecord.objects.bulk_create([usage for _, usage, _ in kept], ignore_conflicts=True)
+    GuardVerdict.objects.bulk_create(
+        [
+            GuardVerdict(
+                run_id=run.pk, detector=detector, action=action, where=where, count=count, created_at=run.created_at
+            )
+            for run, _, _ in kept
+            for detector, action, where, count in getattr(run, "guard_verdicts", None) or ()
+        ],
+        ignore_conflicts=True,
+    )
     last_use = {}
     for run, _, ip in kept:
         if run.api_key_id and (run.api_key_id not in last_use or last_use[run.api_key_id][0] < run.created_at):
@@ -94,6 +110,7 @@ def decode(raw: bytes) -> tuple[AgentRun, UsageRecord, str | None]:
     data = json.loads(raw)
     fields = {field.attname: field for field in AgentRun._meta.concrete_fields}
     run = AgentRun(**{name: fields[name].to_python(value) for name, value in data["run"].items()})
+    run.guard_verdicts = [tuple(verdict) for verdict in data.get("verdicts", ())]
     usage = usage_of(run, agent_type=data["agent_type"], cached=data["cached"])
     return run, usage, data["ip"]
 

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from agents import conversation
 from agents.conversation import ROLES
-from agents.models import Agent, AgentRun, AgentType, LanguageModel
+from agents.models import Agent, AgentRun, AgentType, GuardVerdict, LanguageModel
 
 
 class LanguageModelSerializer(serializers.ModelSerializer):
@@ -108,6 +108,16 @@ class InvokeSerializer(serializers.Serializer):
         return data
 
 
+class GuardVerdictSerializer(serializers.ModelSerializer):
+    """What a content guard found in a run: the detector, the action taken, where and how many times; never
+    the matched text."""
+
+    class Meta:
+        model = GuardVerdict
+        fields = ["detector", "action", "where", "count"]
+        read_only_fields = fields
+
+
 class InvokeResultSerializer(serializers.Serializer):
     run = serializers.UUIDField()
     output = serializers.CharField()
@@ -117,9 +127,12 @@ class InvokeResultSerializer(serializers.Serializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=14, decimal_places=8)
+    verdicts = GuardVerdictSerializer(many=True, help_text="What the content guards found (and did).")
 
 
 class AgentRunSerializer(serializers.ModelSerializer):
+    verdicts = GuardVerdictSerializer(many=True, read_only=True, help_text="What the content guards found (and did).")
+
     class Meta:
         model = AgentRun
         fields = [
@@ -142,6 +155,7 @@ class AgentRunSerializer(serializers.ModelSerializer):
             "streamed",
             "request_id",
             "created_at",
+            "verdicts",
         ]
         read_only_fields = fields
 

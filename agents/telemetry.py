@@ -1,11 +1,19 @@
 """The invocation pipeline in traces, after the OpenTelemetry GenAI semantic conventions: an
 `invoke_agent {agent}` span around each call, a `chat {model}` CLIENT span around the provider call (its
-request, response and usage attributes, `error.type` when it fails), and a span per pipeline step. Nothing
-here records a prompt, an answer or a key (content capture is not offered yet). Spans cost nothing while
-tracing is off (core.tracing)."""
+request, response and usage attributes, `error.type` when it fails), and a span per pipeline step. Spans
+cost nothing while tracing is off (core.tracing).
 
+No prompt, answer or key is recorded unless OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true: then
+the `chat` span carries `gen_ai.input.messages` and `gen_ai.output.messages` (JSON, in the conventions'
+shape: `[{"role", "parts": [{"type": "text", "content"}, {"type": "tool_call", "id", "name", "arguments"},
+{"type": "tool_call_response", "id", "response"}], "finish_reason"}]`), every text through the content
+policy's redactions and every personal-data and secret detector (agents.services.guarding.trace_policy),
+even those the policy only flags."""
+
+import json
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agents.models import Provider
@@ -46,6 +54,10 @@ def chat(call):
     return tracing.span(name, kind, **attributes)
 
 
+def capturing() -> bool:
+    return tracing.active() and settings.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+
+
 def chat_started(call):
     """The same span for a streamed call, not made current: `finished()` ends it."""
     if not tracing.active():
@@ -54,11 +66,11 @@ def chat_started(call):
     return tracing.start_span(name, kind, **attributes)
 
 
-def finished(span, completion=None, error: Exception | None = None) -> None:
+def finished(span, completion=None, error: Exception | None = None, call=None) -> None:
     if span is None:
         return
     if completion is not None:
-        answered(span, completion)
+        answered(span, completion, call)
     if error is not None:
         failed(span, error)
     span.end()
@@ -79,13 +91,17 @@ def _chat(call) -> tuple[str, SpanKind, dict]:
         server__address=url.hostname if url else DEFAULT_HOSTS.get(model.provider.kind),
         server__port=(url.port if url else None),
     )
+    if capturing():
+        attributes["gen_ai__input__messages"] = json.dumps(_input_messages(call), ensure_ascii=False)
     return f"chat {model.provider_model}", SpanKind.CLIENT, attributes
 
 
-def answered(span, completion) -> None:
-    """The response attributes of a `chat` span."""
+def answered(span, completion, call=None) -> None:
+    """The response attributes of a `chat` span (and, with content capture, the answer, redacted)."""
     if span is None:
         return
+    if call is not None and capturing():
+        span.set_attribute("gen_ai.output.messages", json.dumps(_output_messages(call, completion), ensure_ascii=False))
     tracing.set_attributes(
         span,
         gen_ai__response__id=completion.response_id or None,
@@ -103,3 +119,58 @@ def failed(span, error: Exception) -> None:
     status = getattr(error, "status", None)
     span.set_attribute("error.type", str(status) if status else error.__class__.__name__)
     span.set_status(Status(StatusCode.ERROR, str(error)))
+
+
+# --- content capture ----------------------------------------------------------------------------------------
+
+
+def _redactor(call):
+    from agents.services.guarding import for_trace, trace_policy
+
+    policy = trace_policy(call.guard)
+    return lambda text: for_trace(policy, text)
+
+
+def _tool_call_part(call: dict, redact) -> dict:
+    arguments = redact(call["function"]["arguments"])
+    try:
+        arguments = json.loads(arguments)
+    except ValueError:
+        pass
+    return {"type": "tool_call", "id": call.get("id") or None, "name": call["function"]["name"], "arguments": arguments}
+
+
+def _input_messages(call) -> list[dict]:
+    """The prompt as sent (system prompt, memories, the redacted conversation), in the conventions' shape."""
+    redact = _redactor(call)
+    messages = []
+    for message in call.prompt:
+        content, parts = message.get("content"), []
+        if message["role"] == "tool":
+            parts.append(
+                {"type": "tool_call_response", "id": message.get("tool_call_id"), "response": redact(_text(content))}
+            )
+        elif isinstance(content, str):
+            parts.append({"type": "text", "content": redact(content)})
+        elif isinstance(content, list):
+            for part in content:
+                if part["type"] == "text":
+                    parts.append({"type": "text", "content": redact(part["text"])})
+                else:  # an image: its kind only (a generic part), never its address or bytes
+                    parts.append({"type": "image"})
+        parts += [_tool_call_part(tool_call, redact) for tool_call in message.get("tool_calls", ())]
+        messages.append({"role": message["role"], "parts": parts})
+    return messages
+
+
+def _output_messages(call, completion) -> list[dict]:
+    redact = _redactor(call)
+    parts = [{"type": "text", "content": redact(completion.text)}] if completion.text else []
+    parts += [_tool_call_part(tool_call, redact) for tool_call in completion.tool_calls]
+    return [{"role": "assistant", "parts": parts, "finish_reason": completion.finish_reason}]
+
+
+def _text(content) -> str:
+    if isinstance(content, list):
+        return "\n".join(part["text"] for part in content if part["type"] == "text")
+    return content or ""

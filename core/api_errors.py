@@ -30,6 +30,10 @@ logger = logging.getLogger("switchboard.api")
 DEPENDENCY_ERRORS = (db.OperationalError, db.InterfaceError, redis.ConnectionError, redis.TimeoutError)
 
 
+class BodyTooLarge(RequestDataTooBig):
+    """A body over REQUEST_BODY_CEILING_BYTES, which the server did not read: a 413 wherever it is read."""
+
+
 class DomainAPIException(exceptions.APIException):
     """A domain exception as DRF sees it: its status, code, Retry-After, headers and body additions."""
 
@@ -49,6 +53,10 @@ class ExceptionHandler(StandardExceptionHandler):
             return exceptions.ValidationError(as_serializer_error(exc))
         if isinstance(exc, PermissionDenied):  # keep the service's reason
             return exceptions.PermissionDenied(str(exc) or None)
+        if isinstance(exc, BodyTooLarge):  # a body not read at all (core.middleware.RequestBodyLimit)
+            too_large = exceptions.APIException(str(exc), code=RequestTooLarge.default_code)
+            too_large.status_code = RequestTooLarge.status_code
+            return too_large
         if isinstance(exc, RequestDataTooBig):  # Django's own bound on a body read whole
             return RequestTooLarge()
         if isinstance(exc, DEPENDENCY_ERRORS):  # a service down that no step had a fallback for

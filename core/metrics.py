@@ -190,6 +190,7 @@ SCRAPED = {
     "switchboard_breaker_state": "A provider's circuit breaker: 0 closed, 1 open, 2 half-open (the next call is a trial).",
     "switchboard_run_backlog": "Runs answered but not yet written to PostgreSQL by the recorder (the Redis stream).",
     "switchboard_queue_depth": "Messages waiting in a Celery queue of the broker.",
+    "switchboard_queue_oldest_age_seconds": "Seconds the oldest message waiting in a Celery queue has waited (0: none).",
 }
 
 

@@ -1,5 +1,6 @@
 """The memory API: memories (CRUD, search, import, export) and namespaces (describe, share)."""
 
+from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
@@ -10,11 +11,15 @@ from accounts import selectors as account_selectors
 from accounts.api.sharing import SharingMixin
 from accounts.permissions import PolicyMixin
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
+from core.parsers import FormParser, JSONParser, MultiPartParser
 from core.paths import int_or_404
 from memory import selectors, services
+from memory.imports import JSON_LINES_TYPES, ImportTooLarge, lines_from_upload
 from memory.models import Memory, MemoryNamespace
+from memory.parsers import ImportTooLargeError, JSONLinesParser, JSONLParser, PlainTextLinesParser
 from memory.serializers import (
     ImportSerializer,
+    ImportUploadSerializer,
     MemoryNamespaceSerializer,
     MemorySerializer,
     SearchResultSerializer,
@@ -22,6 +27,27 @@ from memory.serializers import (
 )
 from tasks.api import task_accepted
 from tasks.serializers import TaskRecordSerializer
+
+JSON_LINES = {"type": "string", "description": "JSON lines: one memory object per line, as the export gives them."}
+
+
+def _import_lines(request) -> str:
+    """The JSON lines of an import request, whichever way they came (memory.imports)."""
+    if isinstance(request.data, str):  # a JSON-lines body, read by one of the parsers above
+        return request.data
+    if request.content_type.split(";")[0].strip() in JSON_LINES_TYPES:  # an empty body is parsed as nothing
+        raise ValidationError({"lines": "There are no JSON lines to import: the body is empty."})
+    upload = request.FILES.get("file")
+    if upload is not None:
+        try:
+            return lines_from_upload(upload)
+        except ImportTooLarge:
+            raise ImportTooLargeError() from None
+    if "lines" not in request.data and request.content_type.startswith("multipart/"):
+        raise ValidationError({"file": "Upload the JSON lines as a file named 'file'."})
+    data = ImportSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data["lines"]
 
 
 @extend_schema(tags=["memory"])
@@ -79,14 +105,28 @@ class MemoryViewSet(PolicyMixin, viewsets.GenericViewSet):
         results = [{"memory": hit.memory, "distance": hit.distance} for hit in hits]
         return Response(SearchResultSerializer({"plan": plan, "results": results}).data)
 
-    @extend_schema(request=ImportSerializer, parameters=[IDEMPOTENCY_KEY], responses={202: TaskRecordSerializer})
-    @action(detail=False, methods=["post"], url_path="import")
+    @extend_schema(
+        request={
+            "application/json": ImportSerializer,
+            "multipart/form-data": ImportUploadSerializer,
+            "application/x-www-form-urlencoded": ImportSerializer,
+            **{media_type: JSON_LINES for media_type in JSON_LINES_TYPES},
+        },
+        parameters=[IDEMPOTENCY_KEY],
+        responses={202: TaskRecordSerializer},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[JSONParser, JSONLinesParser, JSONLParser, PlainTextLinesParser, MultiPartParser, FormParser],
+    )
     def bulk_import(self, request):
-        """Import JSON lines in the background (202 with the task); a malformed line fails it, naming the line."""
-        data = ImportSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        """Import memories in the background (202 with the task to poll), in the export's own format: JSON
+        lines as the body (application/x-ndjson, application/jsonl or text/plain), as a file upload (`file`),
+        or as `lines` in a JSON body. Malformed lines fail the task, which names each line in its error."""
         record, _ = services.memory_import_start(
-            owner=request.user, lines=data.validated_data["lines"], idempotency_key=idempotency_key(request)
+            owner=request.user, lines=_import_lines(request), idempotency_key=idempotency_key(request)
         )
         return task_accepted(request, record)
 

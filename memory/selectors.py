@@ -9,7 +9,8 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from accounts.selectors import object_shares, owned_or_shared
-from memory.models import Memory, MemoryNamespace
+from memory.filters import compile_filters
+from memory.models import Memory, MemoryNamespace, partition_of
 
 
 def shared_scopes(*, user, level: str = "view") -> dict[int, list[str]]:
@@ -32,6 +33,17 @@ def _readable(user) -> Q:
 def memory_list(*, user, include_archived: bool = False) -> QuerySet[Memory]:
     memories = Memory.objects.filter(_readable(user)).select_related("owner").unexpired()
     return memories if include_archived else memories.filter(archived=False)
+
+
+def memory_browse(*, user, filters=None, include_archived: bool = False) -> QuerySet[Memory]:
+    """memory_list narrowed by the search's filter language (memory.filters), newest first: the Memories page
+    without a query. Bad filters raise ValidationError, as a search's do."""
+    return memory_list(user=user, include_archived=include_archived).filter(compile_filters(filters))
+
+
+def memories_owned(*, user, pks) -> QuerySet[Memory]:
+    """The user's own memories among `pks` (others' ids match nothing): what a bulk change may touch."""
+    return Memory.objects.filter(owner=user, partition=partition_of(user.pk), pk__in=pks)
 
 
 def memory_get(*, user, pk) -> Memory:
@@ -85,7 +97,8 @@ def namespace_sharing(*, user) -> tuple[list, list]:
 
 
 def memory_export(*, user):
-    """The user's own memories as JSON lines (without embeddings: they are rebuilt on import)."""
+    """The user's own memories as JSON lines (without embeddings: they are rebuilt on import), every field
+    memory_import reads, so an export imports back unchanged."""
     for memory in Memory.objects.filter(owner=user).order_by("id").iterator(chunk_size=500):
         yield (
             json.dumps(
@@ -97,6 +110,8 @@ def memory_export(*, user):
                     "importance": memory.importance,
                     "agent_id": memory.agent_id,
                     "archived": memory.archived,
+                    "expires_at": memory.expires_at.isoformat() if memory.expires_at else None,
+                    "created_at": memory.created_at.isoformat(),
                 }
             )
             + "\n"

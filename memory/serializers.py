@@ -1,8 +1,11 @@
+import json
+
 from django.conf import settings
 from rest_framework import serializers
 
 from memory.embeddings import unit_vector
 from memory.models import Memory, MemoryNamespace
+from memory.services import METADATA_MAX_CHARS
 
 
 class MemorySerializer(serializers.ModelSerializer):
@@ -28,6 +31,11 @@ class MemorySerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["id", "embedding_model", "access_count", "last_accessed_at", "created_at"]
+
+    def validate_metadata(self, metadata):
+        if len(json.dumps(metadata)) > METADATA_MAX_CHARS:
+            raise serializers.ValidationError(f"At most {METADATA_MAX_CHARS:,} characters of metadata.")
+        return metadata
 
 
 class MemoryNamespaceSerializer(serializers.ModelSerializer):
@@ -80,3 +88,7 @@ class ImportSerializer(serializers.Serializer):
     lines = serializers.CharField(
         max_length=20_000_000, trim_whitespace=False, help_text="JSON lines: one memory object per line."
     )
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A JSON-lines file, as GET /memories/export gives it (UTF-8).")

@@ -4,14 +4,18 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.services import object_share, object_shares_end
+from core.parsers import storable_json_problem
 from memory.embeddings import embedder, unit_vector
 from memory.models import Memory, MemoryNamespace, partition_of
 from memory.search import Hit, memory_search
 from tasks.services.records import task_start
+
+# A memory's metadata, as JSON text: it is filtered on and shown, not a place for documents.
+METADATA_MAX_CHARS = 10_000
 
 EDITABLE = ("content", "namespace", "kind", "metadata", "importance", "expires_at", "agent_id", "archived")
 
@@ -58,6 +62,40 @@ def memory_delete(*, memory: Memory) -> None:
     memory.delete()
 
 
+BULK_BATCH = 1000  # rows changed per statement: a large selection (the admin's "all") holds no lock for long
+
+
+def _in_batches(memories: QuerySet[Memory], change) -> int:
+    """Apply `change` (a queryset -> rows changed) to the memories, a batch of ids at a time, walking the
+    primary key once; returns the rows changed."""
+    changed, last = 0, 0
+    while ids := list(memories.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:BULK_BATCH]):
+        changed += change(Memory.objects.filter(pk__in=ids))
+        last = ids[-1]
+    return changed
+
+
+def memories_delete(*, memories: QuerySet[Memory]) -> int:
+    """Delete many memories at once (the caller scopes them: selectors.memories_owned, or the admin's)."""
+    return _in_batches(memories, lambda batch: batch.delete()[0])
+
+
+def memories_archive(*, memories: QuerySet[Memory], archived: bool = True) -> int:
+    """Archive many memories (or bring them back with archived=False): archived ones leave the partial
+    indexes and agents' recall, and are still listed and searched on request. Returns how many changed."""
+    return _in_batches(memories.filter(archived=not archived), lambda batch: batch.update(archived=archived))
+
+
+def memories_move(*, memories: QuerySet[Memory], namespace: str) -> int:
+    """Move many memories into one namespace (the sharing of that namespace then applies to them)."""
+    field = Memory._meta.get_field("namespace")
+    try:
+        field.clean(namespace, None)
+    except ValidationError as error:
+        raise ValidationError({"namespace": error.messages}) from None
+    return _in_batches(memories.exclude(namespace=namespace), lambda batch: batch.update(namespace=namespace))
+
+
 def memory_recall(*, user, **search) -> tuple[list[Hit], str]:
     """A search that counts as use (an agent's prompt, an API search): the memories found are marked
     accessed, which keeps them from being archived or pruned as unused. Takes memory_search's options."""
@@ -87,51 +125,101 @@ def namespace_create(*, owner, name: str, description: str = "") -> MemoryNamesp
     return namespace
 
 
-def memory_import(*, owner, lines: str, progress=None) -> dict:
-    """Create memories from JSON lines ({"content": ..., "namespace", "kind", "metadata", ...}).
+class ImportProblems(ValidationError):
+    """An import refused, naming its lines. Its text, which a failed task keeps as its error, is the problems
+    in words, one a line (a plain ValidationError's text is a Python repr of them)."""
 
-    Every line is checked first; a malformed one stops the import before anything is written, and the
-    error names its line number. Lines are embedded and written in batches.
+    def __str__(self):
+        return "\n".join(self.messages)
+
+
+IMPORTABLE = {"content", "created_at", *EDITABLE}  # what memory_export writes: an export imports back unchanged
+IMPORT_PROBLEMS_SHOWN = 10  # then the import stops looking: a file this wrong is likely not an export at all
+
+
+def _not_json_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _import_row(owner, number: int, line: str) -> Memory | str:
+    """The memory a line describes, checked but unsaved and not yet embedded, or what is wrong with it."""
+    try:
+        row = json.loads(line, parse_constant=_not_json_constant)
+    except ValueError as error:
+        return f"Line {number}: not JSON ({getattr(error, 'msg', error)})."
+    except RecursionError:
+        return f"Line {number}: nested too deeply."
+    if not isinstance(row, dict):
+        return f"Line {number}: a JSON object is needed (one memory a line)."
+    if not isinstance(row.get("content"), str) or not row["content"].strip():
+        return f"Line {number}: content is required (a text that is not empty)."
+    unknown = set(row) - IMPORTABLE
+    if unknown:
+        return f"Line {number}: unknown fields {', '.join(sorted(unknown))}."
+    if not isinstance(row.get("metadata", {}), dict):
+        return f"Line {number}: metadata must be a JSON object."
+    if len(json.dumps(row.get("metadata", {}))) > METADATA_MAX_CHARS:
+        return f"Line {number}: at most {METADATA_MAX_CHARS:,} characters of metadata."
+    problem = storable_json_problem(row)
+    if problem:
+        return f"Line {number}: {problem}"
+    for name in ("created_at", "expires_at"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return f"Line {number}: {name} is a date and time in text, such as 2026-05-01T09:30:00+00:00."
+    memory = Memory(owner=owner, **row)
+    try:  # the owner is known to exist: not checked again for every line
+        memory.full_clean(exclude=["owner", "partition", "embedding", "embedding_model"])
+    except ValidationError as error:
+        detail = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in error.message_dict.items())
+        return f"Line {number}: {detail}"[:300]
+    except (TypeError, ValueError) as error:  # a value no field reads: a number for a date
+        return f"Line {number}: a value of the wrong type ({error})."[:300]
+    return memory
+
+
+def memory_import(*, owner, lines: str, progress=None) -> dict:
+    """Create memories from JSON lines ({"content": ..., "namespace", "kind", "metadata", ...}), the format
+    memory_export writes.
+
+    Every line is checked first; malformed ones stop the import before anything is written, and the error
+    (ImportProblems) names each line, up to IMPORT_PROBLEMS_SHOWN of them. Lines are embedded in batches
+    and written in one transaction.
     """
-    rows, numbers = [], []
+    memories, numbers, problems = [], [], []
     for number, line in enumerate(lines.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValidationError({"lines": f"Line {number}: not JSON ({error.msg})."}) from error
-        if not isinstance(row, dict) or not isinstance(row.get("content"), str) or not row["content"].strip():
-            raise ValidationError({"lines": f"Line {number}: an object with a non-empty 'content' is needed."})
-        unknown = set(row) - {"content", *EDITABLE}
-        if unknown:
-            raise ValidationError({"lines": f"Line {number}: unknown fields {', '.join(sorted(unknown))}."})
-        try:
-            Memory(owner=owner, **row).full_clean(exclude=["partition", "embedding", "embedding_model"])
-        except (ValidationError, TypeError, ValueError) as error:
-            detail = "; ".join(
-                f"{k}: {' '.join(v)}" for k, v in getattr(error, "message_dict", {"row": [str(error)]}).items()
-            )
-            raise ValidationError({"lines": f"Line {number}: {detail}"}) from error
-        rows.append(row)
-        numbers.append(number)
+        checked = _import_row(owner, number, line)
+        if isinstance(checked, str):
+            problems.append(checked)
+            if len(problems) == IMPORT_PROBLEMS_SHOWN:
+                problems.append("The import stopped looking there.")
+                break
+        else:
+            memories.append(checked)
+            numbers.append(number)
+    if problems:
+        raise ImportProblems({"lines": problems})
     # Embed everything first, then write it all in one transaction: a failure leaves nothing half-imported.
     model = embedder()
     vectors = []
-    for start in range(0, len(rows), 100):
-        vectors += model.embed([row["content"] for row in rows[start : start + 100]])
+    for start in range(0, len(memories), 100):
+        vectors += model.embed([memory.content for memory in memories[start : start + 100]])
         if progress:
-            progress(90 * len(vectors) // max(len(rows), 1), f"{len(vectors)} of {len(rows)} embedded")
-    for number, vector in zip(numbers, vectors, strict=True):
-        if unit_vector(vector) is None:
-            raise ValidationError({"lines": f"Line {number}: {NOTHING_TO_EMBED}"})
+            progress(90 * len(vectors) // max(len(memories), 1), f"{len(vectors)} of {len(memories)} embedded")
+    empty = [
+        f"Line {number}: {NOTHING_TO_EMBED}"
+        for number, vector in zip(numbers, vectors, strict=True)
+        if unit_vector(vector) is None
+    ]
+    if empty:
+        raise ImportProblems({"lines": empty[:IMPORT_PROBLEMS_SHOWN]})
     partition = partition_of(owner.pk)
+    for memory, vector in zip(memories, vectors, strict=True):
+        memory.partition, memory.embedding, memory.embedding_model = partition, vector, model.name
     with transaction.atomic():
-        Memory.objects.bulk_create(
-            Memory(owner=owner, partition=partition, embedding=vector, embedding_model=model.name, **row)
-            for row, vector in zip(rows, vectors, strict=True)
-        )
-    created = len(rows)
+        Memory.objects.bulk_create(memories, batch_size=1000)
+    created = len(memories)
     if progress:
         progress(100, f"{created} imported")
     return {"imported": created}

@@ -27,4 +27,10 @@ class PlatformSiteConfig(AppConfig):
     }
 
     def ready(self):
-        from platform_site import checks  # noqa: F401  (registers the database checks)
+        from monitoring import dashboard
+        from platform_site import (
+            checks,  # noqa: F401  (registers the database checks)
+            health,
+        )
+
+        dashboard.readiness = health.readiness  # the admin index shows what /readyz answers

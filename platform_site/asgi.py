@@ -31,8 +31,11 @@ tracing.configure("web")  # before the handlers load their middleware (Django's 
 site = get_asgi_application()
 
 from agents.providers import load_sdks  # noqa: E402  (after setup)
+from core.middleware import RequestBodyLimit  # noqa: E402  (after setup)
+from monitoring import watchdog  # noqa: E402  (after setup)
 
 load_sdks()
+watchdog.start()  # alert rounds go on with beat or the workers down
 
 GATEWAY_PATHS = re.compile(r"^/(api/v1/agents/\d+/invoke|v1/chat/completions)$")
 
@@ -136,6 +139,9 @@ async def application(scope, receive, send):
     else:
         await site(scope, receive, send)
 
+
+# A body past REQUEST_BODY_CEILING_BYTES is refused (413) without being read.
+application = RequestBodyLimit(application)
 
 # What is loaded by now lives as long as the process: kept out of the garbage collector's full passes, which
 # over its 300,000 objects paused every request for about 200 ms every few seconds under load.

@@ -3,9 +3,20 @@
 import gc
 import logging.config
 import os
+import time
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    setup_logging,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
+
+from tasks.broker import PUBLISHED_AT
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 
@@ -58,6 +69,14 @@ def _load_provider_sdks(sender, **_):
         gc.freeze()
 
 
+@worker_ready.connect
+def _watch_alert_rounds(**_):
+    """Alert rounds go on with beat down (monitoring/watchdog.py)."""
+    from monitoring import watchdog
+
+    watchdog.start()
+
+
 @task_prerun.connect
 def _usable_database_connection(**_):
     """With connections reused across tasks (CELERY_DB_REUSE_MAX), one broken or older than CONN_MAX_AGE is
@@ -65,3 +84,10 @@ def _usable_database_connection(**_):
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@before_task_publish.connect
+def _stamp_publish_time(headers=None, **_):
+    """Every task message sent (by web, workers or beat, retries included) carries the time it was sent."""
+    if headers is not None:
+        headers[PUBLISHED_AT] = time.time()

@@ -3,7 +3,8 @@
 Every process writes its samples to files of its own in PROMETHEUS_MULTIPROC_DIR (core/metrics_dir.py;
 definitions in core/metrics.py); this view adds them up (prometheus_client's MultiProcessCollector) and
 reads, at scrape time, what lives outside any process: each provider's circuit breaker, the run recorder's
-backlog and the Celery queues' depths (`PlatformCollector`).
+backlog, and the Celery queues' depths and the age of each one's oldest message (`PlatformCollector`); and
+the budgets users and keys have spent (monitoring.metrics.BudgetCollector).
 
 Readable with `Authorization: Bearer <METRICS_TOKEN>`, or from an address in METRICS_ALLOWED_NETWORKS
 (loopback in development, none in production unless set); anyone else gets a 403 and none of the data. Not
@@ -27,7 +28,8 @@ from accounts.security import client_ip
 from agents import breaker, recording
 from agents.models import Provider
 from core.metrics import PROVIDER, SCRAPED
-from tasks.selectors import queue_depths
+from monitoring.metrics import BudgetCollector
+from tasks.selectors import queue_depths, queue_oldest_ages, worker_queues
 
 logger = logging.getLogger("switchboard.metrics")
 
@@ -48,15 +50,10 @@ def allowed(request) -> bool:
     return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)
 
 
-def queues() -> list[str]:
-    """The queues workers consume: the default one and every routed one (celery, webhooks, agents)."""
-    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values() if "queue" in route}
-    return sorted({getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"), *routed})
-
-
 class PlatformCollector:
-    """Gauges read when /metrics is scraped: one Redis round trip for the breakers, one for the backlog, one
-    broker connection for the queues. What cannot be read is left out (and logged), never made up."""
+    """Gauges read when /metrics is scraped: one Redis round trip for the breakers, one for the backlog, a
+    broker connection for the queues' depths and one more for their oldest messages (not tried when the first
+    failed). What cannot be read is left out (and logged), never made up."""
 
     def collect(self):
         names = list(Provider.objects.order_by("name").values_list("name", flat=True))
@@ -68,12 +65,19 @@ class PlatformCollector:
         if backlog is not None:
             yield GaugeMetricFamily("switchboard_run_backlog", SCRAPED["switchboard_run_backlog"], value=backlog)
         depth = GaugeMetricFamily("switchboard_queue_depth", SCRAPED["switchboard_queue_depth"], labels=["queue"])
-        depths = queue_depths(queues())
+        depths = queue_depths(worker_queues())
         if not depths:
             logger.warning("queue depths unreadable: the broker did not answer")
         for queue, value in depths.items():
             depth.add_metric([queue], value)
         yield depth
+        age = GaugeMetricFamily(
+            "switchboard_queue_oldest_age_seconds", SCRAPED["switchboard_queue_oldest_age_seconds"], labels=["queue"]
+        )
+        ages = queue_oldest_ages(worker_queues()) if depths else {}
+        for queue, value in ages.items():
+            age.add_metric([queue], round(value, 3))
+        yield age
 
 
 @never_cache
@@ -84,6 +88,7 @@ def metrics(request):
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(settings.PROMETHEUS_MULTIPROC_DIR))
     registry.register(PlatformCollector())
+    registry.register(BudgetCollector())
     # The classic text format (every metric name here is a legacy one, so the text is the same), which every
     # Prometheus version reads.
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)

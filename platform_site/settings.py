@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "memory",
     "agents",
     "workflows",
+    "monitoring",
     "tasks",
 ]
 
@@ -97,6 +98,8 @@ MIDDLEWARE = [
     "core.correlation.RequestIdMiddleware",
     "core.middleware.ApiRequestGuard",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "core.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -188,10 +191,20 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, which also records beat's own heartbeat (platform_site.health).
+CELERY_BEAT_SCHEDULER = "platform_site.health:HeartbeatScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=30)
+# Beat sends a heartbeat to each of these queues (a beat job each); /readyz reports a worker per queue.
+HEARTBEAT_QUEUES = env.list("HEARTBEAT_QUEUES", default=["celery", "webhooks", "agents"])
+# Each /readyz check (database, Redis, broker, heartbeats) not answered by then is reported as timed out.
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)
+# Each web process and worker runs an alert round itself when none ran for twice this long (beat or the
+# default workers down: monitoring/watchdog.py); 0 turns it off.
+ALERT_WATCHDOG_SECONDS = env.int("ALERT_WATCHDOG_SECONDS", default=60)
+# /metrics' budget gauges name a user or key each: at most this many series, the most used budgets first.
+BUDGET_GAUGE_MAX_SERIES = env.int("BUDGET_GAUGE_MAX_SERIES", default=1000)
 # Celery closes each thread's database connection around every task unless told to reuse it: a new
 # PostgreSQL session per workflow step cost about 10 ms of server CPU (bench/workflows.py). Connections are
 # kept (and checked before each task, platform_site/celery.py), so a worker holds one per thread.
@@ -262,6 +275,10 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
     # Derived from SECRET_KEY, rotating that key would make every stored secret unreadable.
     raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when SWITCHBOARD_ENV=production")
+# The key that seals the security-event trail (accounts/trail.py): whoever edits the table without it cannot
+# seal the edit again. Derived from SECRET_KEY when unset; set it in production (rotating SECRET_KEY then
+# leaves the trail verifiable).
+SECURITY_TRAIL_KEY = env.str("SECURITY_TRAIL_KEY", default="")
 
 # --- auth ---------------------------------------------------------------------------------------------
 
@@ -335,6 +352,15 @@ AGENT_MAX_MESSAGES = env.int("AGENT_MAX_MESSAGES", default=200)
 TOKENS_PER_IMAGE = env.int("TOKENS_PER_IMAGE", default=2500)
 AGENT_MAX_INPUT_CHARS = env.int("AGENT_MAX_INPUT_CHARS", default=200_000)
 CONTENT_BLOCKLIST = env.list("CONTENT_BLOCKLIST", default=[])  # regular expressions refused in inputs and answers
+# The content guards over streamed answers (agents.guards.StreamGuard): characters held back (raised to the
+# longest match the policy can make), characters between two scans (0: the window), longest word held whole.
+GUARD_STREAM_WINDOW = env.int("GUARD_STREAM_WINDOW", default=64)
+GUARD_STREAM_STEP = env.int("GUARD_STREAM_STEP", default=0)
+GUARD_STREAM_MAX_HOLD = env.int("GUARD_STREAM_MAX_HOLD", default=8192)
+# The standard switch of the GenAI instrumentations: prompts and answers on `chat` spans, always redacted.
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = env.bool(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
+)
 RESPONSE_CACHE_STALE_SECONDS = env.int("RESPONSE_CACHE_STALE_SECONDS", default=3600)
 # Providers' base URLs must resolve to public addresses (tasks.outbound), except hosts listed here ('host' or
 # 'host:port'); PROVIDER_ALLOW_PRIVATE_NETWORKS allows any (on in development, for local model servers).
@@ -393,12 +419,40 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # no script reads it: forms carry the token, Swagger UI gets it in its page
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Content-Security-Policy on every response (django-csp): scripts, styles and fonts from this site only, so no
+# inline script, style element or style attribute runs; images also as data: URLs (Swagger UI's icons, the
+# admin's). CSP_REPORT_ONLY=true sends it as Content-Security-Policy-Report-Only instead (to try a change).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None
+# Browser features no page uses, turned off for every page (core.middleware.PermissionsPolicyMiddleware).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), fullscreen=(self), "
+    "geolocation=(), gyroscope=(), hid=(), magnetometer=(), microphone=(), midi=(), payment=(), "
+    "publickey-credentials-get=(), screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()"
+)
 
 # --- i18n, static -------------------------------------------------------------------------------------
 
@@ -445,6 +499,8 @@ REST_FRAMEWORK = {
 DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_FORMATTER_CLASS": "core.api_errors.ExceptionFormatter",
     "EXCEPTION_HANDLER_CLASS": "core.api_errors.ExceptionHandler",
+    # An unhandled error is the JSON 500 with the request id even with DEBUG on (the traceback is in the log).
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
     "ALLOWED_ERROR_STATUS_CODES": [
         "400",
         "401",
@@ -510,6 +566,11 @@ SPECTACULAR_SETTINGS = {
 # Request bodies: larger ones are answered 413, deeper JSON 400 (core.parsers).
 REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # the browser's forms, the same bound
+# No body larger than this is read at all: the ASGI server refuses it (413) before Django reads a byte
+# (core.middleware.RequestBodyLimit). It must hold the largest body an endpoint takes: a memory import (20 MB).
+REQUEST_BODY_CEILING_BYTES = env.int("REQUEST_BODY_CEILING_BYTES", default=24 * 1024 * 1024)
+if REQUEST_BODY_CEILING_BYTES < REQUEST_MAX_BYTES:
+    raise ImproperlyConfigured("REQUEST_BODY_CEILING_BYTES must be at least REQUEST_MAX_BYTES")
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 
 # --- metrics: Prometheus at /metrics (platform_site/metrics.py, definitions in core/metrics.py) ---------
@@ -547,8 +608,10 @@ LOGGING = {
             "formatter": "json",
             "filters": ["request_context"],
         },
+        # Errors of the platform's own code, kept for the `error_logs` alert rules (monitoring.error_log).
+        "error_log": {"class": "monitoring.error_log.ErrorLogHandler", "filters": ["request_context"]},
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "error_log"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},

@@ -45,3 +45,11 @@ WORKFLOW_QUEUE_LEASE_SECONDS = 20
 # keeps Django's in-memory outbox.
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = str(embedded.VAR_DIR / "test-mail")
+# No process runs alert rounds of its own during the tests (a round while a test database is flushed would
+# deadlock the flush); tests/monitoring runs its rounds itself.
+ALERT_WATCHDOG_SECONDS = env.int("ALERT_WATCHDOG_SECONDS", default=0)  # noqa: F405
+# Commits of the test database do not wait for the disk (a crash could lose the last few; the tests never
+# crash this server): a tenth of the time per commit, for the tests and every process they start.
+DATABASES["default"]["OPTIONS"]["options"] = " ".join(  # noqa: F405
+    filter(None, [DATABASES["default"]["OPTIONS"].get("options"), "-c synchronous_commit=off"])  # noqa: F405
+)

@@ -1,4 +1,5 @@
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import csrf, defaults
@@ -6,21 +7,44 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from agents.openai_api.shapes import error_body
+from agents.selectors import agent_type_list, run_list
 from core.api_errors import error_response
 from platform_site.health import readiness
-from tasks.selectors import webhook_endpoints_disabled
+from quotas import selectors as quota_selectors
+from tasks.models import TaskRecord
+from tasks.selectors import task_list, webhook_endpoint_list, webhook_endpoints_disabled
 
 
 @login_required
+@never_cache
 def dashboard(request):
-    return render(request, "dashboard.html", {"disabled_endpoints": webhook_endpoints_disabled(user=request.user)})
+    """The user's home: usage today and this month (live from the ledger), each budget that applies to them,
+    their last runs, their unfinished tasks and their failing webhook endpoints."""
+    user = request.user
+    type_limits = dict(agent_type_list().filter(tokens_per_day__isnull=False).values_list("slug", "tokens_per_day"))
+    budgets = quota_selectors.user_budget_usage(user=user, type_limits=type_limits)
+    failing = webhook_endpoint_list(user=user).filter(
+        Q(consecutive_failures__gt=0) | Q(is_active=False, disabled_at__isnull=False)
+    )
+    context = {
+        "totals": quota_selectors.usage_totals(user=user),
+        "budgets": [(use, quota_selectors.budget_title(use)) for use in budgets],
+        "runs": run_list(user=user)[:5],
+        "open_tasks": task_list(user=user).filter(status__in=TaskRecord.UNFINISHED)[:5],
+        "failing_endpoints": failing.exclude(disabled_reason="Disabled by you."),
+        "disabled_endpoints": webhook_endpoints_disabled(user=user),
+    }
+    return render(request, "dashboard.html", context)
 
 
 @login_required
 @never_cache
 def status(request):
-    """/readyz for people: each dependency, the beat heartbeat and the run backlog, in words."""
-    return render(request, "status.html", {"ready": readiness()})
+    """/readyz for people, in words: each dependency, beat, a worker per queue and the run backlog."""
+    ready = readiness()
+    heartbeats = [("scheduler (beat)", ready["beat"])]
+    heartbeats += [(f"worker for the {queue} queue", seen) for queue, seen in ready["workers"].items()]
+    return render(request, "status.html", {"ready": ready, "heartbeats": heartbeats})
 
 
 @csrf_exempt  # nothing is done here, and a 403 page would hide the 404

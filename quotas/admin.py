@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.db.models import Sum
 
 from accounts.admin import ReadOnlyAdmin
+from quotas.forms import QuotaPolicyForm
 from quotas.models import QuotaPolicy, UsageDaily, UsageRecord
 
 
 @admin.register(QuotaPolicy)
 class QuotaPolicyAdmin(admin.ModelAdmin):
+    form = QuotaPolicyForm
     list_display = [
         "name",
         "applies_to",

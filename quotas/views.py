@@ -1,35 +1,44 @@
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 
 from quotas import selectors
 
-CHART_HEIGHT = 120
-BAR_STEP = 22  # pixels per day
 DAYS = 30
+TITLES = {"model": "By model", "agent_type": "By agent type", "key": "By API key"}
 
 
 @login_required
 def usage(request):
-    """Your last 30 days: a bar chart of tokens per day (server-drawn SVG) and the totals per model."""
-    by_day = {row["day"]: row for row in selectors.usage_by_day(user=request.user, days=DAYS)}
-    today = timezone.now().date()
+    """Your last 30 days, live for today: a chart of tokens and cost per day (drawn by static/js/usage.js from
+    the JSON below it, with the per-day table as its text) and a table grouped by day, model, agent type or
+    key (`?group=`)."""
+    grouping = request.GET.get("group", "model")  # the per-day table is always shown too
+    if grouping not in selectors.USAGE_GROUPINGS:
+        return HttpResponseBadRequest(f"group must be one of {', '.join(selectors.USAGE_GROUPINGS)}.")
+    now = timezone.now()
+    by_day = selectors.usage_live_by(user=request.user, grouping="day", days=DAYS, now=now)
+    rows = by_day if grouping == "day" else selectors.usage_live_by(user=request.user, grouping=grouping, now=now)
+    filled = {row["day"]: row for row in by_day}
+    today = now.date()
     days = [today - timedelta(days=offset) for offset in range(DAYS - 1, -1, -1)]
-    empty = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0}
-    rows = [{"day": day, **by_day.get(day, empty)} for day in days]
-    peak = max(row["input_tokens"] + row["output_tokens"] for row in rows) or 1
-    bars = []
-    for index, row in enumerate(rows):
-        tokens = row["input_tokens"] + row["output_tokens"]
-        height = round(CHART_HEIGHT * tokens / peak)
-        bars.append({**row, "tokens": tokens, "height": height, "x": index * BAR_STEP, "y": CHART_HEIGHT - height})
+    chart = {
+        "days": [day.isoformat() for day in days],
+        "tokens": [filled[day]["tokens"] if day in filled else 0 for day in days],
+        "cost": [float(filled[day]["cost"]) if day in filled else 0 for day in days],
+    }
     context = {
-        "bars": bars,
-        "peak": peak if peak > 1 else 0,
-        "chart_height": CHART_HEIGHT,
-        "chart_width": DAYS * BAR_STEP,
-        "by_model": selectors.usage_by(user=request.user, days=DAYS, dimension="model"),
+        "grouping": grouping,
+        "groupings": [(value, heading) for value, (_, heading) in selectors.USAGE_GROUPINGS.items()],
+        "heading": selectors.USAGE_GROUPINGS[grouping][1],
+        "title": TITLES.get(grouping, "Per day"),
+        "rows": rows,
+        "by_day": by_day,
+        "chart": chart,
+        "totals": selectors.usage_totals(user=request.user, now=now),
+        "days": DAYS,
     }
     return render(request, "quotas/usage.html", context)

@@ -7,6 +7,10 @@ from django.db import transaction
 
 logger = logging.getLogger("switchboard.tasks")
 
+# A header stamped on every task message as it is sent (Unix seconds; platform_site/celery.py): the age of a
+# queue's oldest waiting message is read from it (tasks.selectors.queue_oldest_ages). Celery messages carry no time.
+PUBLISHED_AT = "published_at"
+
 
 def send_quietly(task, **options) -> None:
     """Send a message now; with the broker down, log it and leave the row for the beat job that resends."""

@@ -25,7 +25,9 @@ class TaskRecordSerializer(serializers.ModelSerializer):
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=sorted(WebhookEndpoint.EVENT_TYPES)), min_length=1
+        child=serializers.ChoiceField(choices=sorted(WebhookEndpoint.EVENT_TYPES)),
+        min_length=1,
+        max_length=len(WebhookEndpoint.EVENT_TYPES),
     )
 
     class Meta:

@@ -24,6 +24,7 @@ import time
 from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -113,6 +114,9 @@ class TrackedTask(Task):
 
 
 def _describe(exc: BaseException) -> str:
+    """What the owner reads of a failure: a validation error's messages in words, else the error's type and text."""
+    if isinstance(exc, ValidationError):
+        return "\n".join(exc.messages)[:2000]
     return f"{exc.__class__.__name__}: {exc}"[:2000]
 
 

@@ -3,7 +3,16 @@
 import pytest
 
 from platform_site import embedded
+from tests import database_reset
 from tests.processes import CeleryProcess
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_flushes():
+    """A transactional test's database is emptied by truncating what it wrote and copying back what
+    post_migrate makes, not by Django's flush (tests/database_reset.py)."""
+    with database_reset.quick_flushes():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +39,9 @@ WORKER_STARTED = []
 @pytest.fixture(autouse=True)
 def background_work_settles(request):
     """After a transactional test, wait for the session workers to finish what the test started: a task,
-    webhook attempt or workflow step writing while the test database is flushed deadlocks the flush."""
+    webhook attempt or workflow step writing while the test database is flushed deadlocks the flush.
+    Work still queued after a few seconds in which nothing ran is not theirs (it went to a broker of the
+    test's own, or is kept for a resender that does not run here): it is not waited for."""
     marker = request.node.get_closest_marker("django_db")
     if marker is None or not marker.kwargs.get("transaction"):
         yield
@@ -47,21 +58,35 @@ def background_work_settles(request):
     from workflows.models import StepRun
 
     deadline = time.monotonic() + 20
+    seen, still_since = None, time.monotonic()
     while time.monotonic() < deadline:
         soon = timezone.now() + timezone.timedelta(seconds=5)
-        busy = (
-            TaskRecord.objects.filter(status__in=TaskRecord.UNFINISHED).exists()
+        running = (
+            TaskRecord.objects.filter(status__in=[TaskRecord.Status.RUNNING, TaskRecord.Status.RETRYING]).exists()
             or WebhookDelivery.objects.filter(status="pending", next_attempt_at__lte=soon).exists()
-            or StepRun.objects.filter(status__in=[StepRun.Status.QUEUED, StepRun.Status.RUNNING]).exists()
+            or StepRun.objects.filter(status=StepRun.Status.RUNNING).exists()
         )
-        if not busy:
+        queued = (
+            set(TaskRecord.objects.filter(status=TaskRecord.Status.QUEUED).values_list("pk", flat=True)),
+            set(StepRun.objects.filter(status=StepRun.Status.QUEUED).values_list("pk", flat=True)),
+        )
+        if not running and not any(queued):
             return
-        time.sleep(0.1)
+        if running or queued != seen:
+            seen, still_since = queued, time.monotonic()
+        elif time.monotonic() - still_since > IDLE_QUEUED_SECONDS:
+            return
+        time.sleep(0.05)
+
+
+# Long enough for an idle session worker to take a message of its broker, even on a loaded machine.
+IDLE_QUEUED_SECONDS = 3
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, tmp_path_factory):
-    """One real worker for the session; it also runs the tasks in tests/worker_tasks.py."""
+def celery_worker(django_db_setup, tmp_path_factory, request):
+    """One real worker for the session; it also runs the tasks in tests/worker_tasks.py. When the session
+    also needs the agents worker, that one starts beside it (each takes seconds to start)."""
     from platform_site.celery import app
 
     app.control.purge()  # nothing left over from an earlier run
@@ -77,17 +102,21 @@ def celery_worker(django_db_setup, tmp_path_factory):
         "--without-mingle",
         "--without-gossip",
     )
+    if any("agents_worker" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        STARTING.append(_start_agents_worker(tmp_path_factory))
     worker.wait_for_log("ready.")
     WORKER_STARTED.append(worker)
     yield worker
     worker.stop()
+    for unused in STARTING:
+        unused.stop()
 
 
-@pytest.fixture(scope="session")
-def agents_worker(celery_worker, tmp_path_factory):
-    """The worker for agent calls, as the Procfile runs it: the `agents` queue, 64 calls at once in threads
-    sharing one event loop."""
-    worker = CeleryProcess(
+STARTING = []  # the agents worker, started early by celery_worker
+
+
+def _start_agents_worker(tmp_path_factory) -> CeleryProcess:
+    return CeleryProcess(
         "worker",
         tmp_path_factory.mktemp("celery") / "agents.log",
         "--pool",
@@ -101,6 +130,13 @@ def agents_worker(celery_worker, tmp_path_factory):
         "--without-mingle",
         "--without-gossip",
     )
+
+
+@pytest.fixture(scope="session")
+def agents_worker(celery_worker, tmp_path_factory):
+    """The worker for agent calls, as the Procfile runs it: the `agents` queue, 64 calls at once in threads
+    sharing one event loop."""
+    worker = STARTING.pop() if STARTING else _start_agents_worker(tmp_path_factory)
     worker.wait_for_log("ready.")
     WORKER_STARTED.append(worker)
     yield worker

@@ -72,7 +72,7 @@ class PlatformProcess:
                 raise RuntimeError(f"process exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{needle!r} not in the log:\n{self.log_text()[-3000:]}")
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -1,5 +1,5 @@
-"""Dependencies point one way: core <- accounts <- quotas, memory <- agents <- workflows; tasks is used by all
-and uses only accounts and core; platform_site wires everything and nothing imports it."""
+"""Dependencies point one way: core <- accounts <- quotas, memory <- agents <- workflows <- monitoring; tasks is
+used by all and uses only accounts and core; platform_site wires everything and nothing imports it."""
 
 import ast
 from pathlib import Path
@@ -14,6 +14,7 @@ ALLOWED = {
     "memory": {"core", "accounts", "tasks"},
     "agents": {"core", "accounts", "tasks", "quotas", "memory"},
     "workflows": {"core", "accounts", "tasks", "quotas", "memory", "agents"},
+    "monitoring": {"core", "accounts", "tasks", "quotas", "memory", "agents", "workflows"},
 }
 PACKAGES = {*ALLOWED, "platform_site"}
 

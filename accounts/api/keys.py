@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from accounts import selectors, serializers, services
 from accounts.models import ApiKey
 from accounts.permissions import PolicyMixin, request_scopes
+from accounts.scopes import key_scopes_for
 from accounts.security import TooManyAttempts, key_creation_rate_exceeded
 from core.paths import int_or_404
 
@@ -49,6 +50,7 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         owner = selectors.apikey_owner_get(actor=request.user, user_id=fields.pop("user", None))
+        _refuse_scopes_the_role_cannot_use(owner, fields.get("scopes", []), _caller_key(request))
         key, full_key = services.apikey_create(
             user=owner, actor=request.user, caller_key=_caller_key(request), request=request, **fields
         )
@@ -83,6 +85,19 @@ class ApiKeyViewSet(PolicyMixin, viewsets.GenericViewSet):
 def _refuse_when_minting_too_fast(request) -> None:
     if key_creation_rate_exceeded(request._request, request.user):
         raise TooManyAttempts()
+
+
+def _refuse_scopes_the_role_cannot_use(owner, scopes, caller_key) -> None:
+    """A key acts for its owner, so it may carry only scopes the owner's role can use (accounts.scopes).
+    Scopes the calling key lacks itself are the service's 403, not this 400."""
+    unusable = set(scopes) - key_scopes_for(owner).keys()
+    if caller_key is not None:
+        unusable &= set(caller_key.scopes)
+    unusable = sorted(unusable)
+    if unusable:
+        raise exceptions.ValidationError(
+            {"scopes": [f"The {owner.role or 'current'} role cannot use these scopes: {', '.join(unusable)}."]}
+        )
 
 
 def _caller_key(request) -> ApiKey | None:

@@ -26,18 +26,22 @@ class OpenAIErrors:
 def openai_exception_handler(exc, context):
     if isinstance(exc, Http404):  # its message says which model is missing
         exc = NotFound(str(exc) or None)
+    place = getattr(exc, "place", None)  # a content guard's block: where it was (the message names the detector)
     response = exception_handler(exc, context)
     if response is not None:
         [first, *_] = response.data["errors"]
         code = CODES.get(response.status_code, first["code"])
         if response.status_code == 404 and "model" not in str(first["detail"]):
             code = "not_found"
-        response.data = error_body(response.status_code, str(first["detail"]), param=first["attr"], code=code)
+        param = place or first["attr"]
+        response.data = error_body(response.status_code, str(first["detail"]), param=param, code=code)
     return response
 
 
 def stream_error(error) -> str:
-    """The event that cuts a stream: the SDKs raise it as an APIError."""
+    """The event that cuts a stream: the SDKs raise it as an APIError. A guard's block is a `content_filter`
+    naming the detector in its message and where in `param`, as the same request unstreamed is answered."""
     status = getattr(error, "status", 500)
-    body = error_body(status, str(error), code=CODES.get(status, getattr(error, "code", None)))
+    code = CODES.get(status, getattr(error, "code", None))
+    body = error_body(status, str(error), param=getattr(error, "place", None), code=code)
     return f"data: {json.dumps(body)}\n\n"

@@ -28,11 +28,10 @@ from agents.api import EventStream, invocation_of
 from agents.openai_api import schema as docs
 from agents.openai_api.errors import OpenAIErrors, stream_error
 from agents.openai_api.shapes import DONE, Chunks, chat_request, completion_body, error_body
-from agents.providers import ProviderError
 from agents.services import invocation
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
 from core.async_views import AsyncAPIView
-from core.exceptions import Refused
+from core.exceptions import DomainError
 from memory.embeddings import embedder
 
 INVOKE = ("agents.invoke_agent", "agents:invoke")
@@ -87,7 +86,7 @@ def _chunked(stream: invocation.InvokeStream, model: str, include_usage: bool) -
         try:
             async for piece in stream:
                 yield chunks.piece(piece)
-        except (Refused, ProviderError) as error:  # the stream is cut with OpenAI's error event
+        except DomainError as error:  # a guard's block, a failing guard or provider: OpenAI's error event
             yield stream_error(error)
             return
         yield chunks.last(stream.result.finish_reason)

@@ -22,10 +22,13 @@ from django.db import transaction
 
 from agents import breaker, metrics, providers, telemetry
 from agents import cache as response_cache
-from agents.conversation import counted_texts, image_count
+from agents.conversation import clean_messages, counted_texts, image_count
+from agents.guards import Blocked
 from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError, ToolCallDelta
 from agents.selectors import agent_for_pipeline
+from agents.services import external_guards, guarding
+from agents.services.guarding import OUTPUT, STREAM, TOOL_ARGUMENTS, AnswerGuard, ContentBlocked, GuardUnavailable
 from agents.services.pipeline import (
     Call,
     InvokeResult,
@@ -67,9 +70,10 @@ async def prepare(call: Call, bypass_cache: bool) -> response_cache.Entry | None
     """Everything before the provider call; returns a fresh cache entry to serve, if there is one."""
     try:
         with telemetry.step("guard"):
-            call.messages = guard_input(call.messages)
-    except Refused as refusal:
-        await close(call, status=AgentRun.Status.REFUSED, error=str(refusal))
+            await guard_input(call)
+    except (Refused, GuardUnavailable) as refusal:
+        refused = isinstance(refusal, Refused)
+        await close(call, status=AgentRun.Status.REFUSED if refused else AgentRun.Status.FAILED, error=str(refusal))
         raise
     if call.agent.use_memory:
         with telemetry.step("memory"):
@@ -87,12 +91,19 @@ async def serve_from_cache(call: Call, entry: response_cache.Entry, *, streamed:
     """A hit costs a request and no tokens; the policy may have changed since the answer was cached."""
     completion = Completion(entry.text, entry.input_tokens, entry.output_tokens, entry.tool_calls, entry.finish_reason)
     try:
-        guard_output(completion)
-    except Refused as refusal:
-        await close(call, status=AgentRun.Status.REFUSED, error=str(refusal), completion=completion)
+        completion = await guard_output(call, completion)
+    except (Refused, GuardUnavailable) as refusal:
+        refused = isinstance(refusal, Refused)
+        status = AgentRun.Status.REFUSED if refused else AgentRun.Status.FAILED
+        await close(call, status=status, error=str(refusal), completion=_withheld(completion))
         raise
     run = await close(call, status=AgentRun.Status.SUCCEEDED, completion=completion, streamed=streamed)
     return _result(call, run, completion)
+
+
+def _withheld(completion: Completion) -> Completion:
+    """An answer the guards refused, as its run records it: its usage, not its text or tool calls."""
+    return Completion("", completion.input_tokens, completion.output_tokens, [], completion.finish_reason)
 
 
 def _result(call: Call, run: AgentRun, completion: Completion) -> InvokeResult:
@@ -107,21 +118,25 @@ def _result(call: Call, run: AgentRun, completion: Completion) -> InvokeResult:
     )
 
 
-async def finish(call: Call, completion: Completion, *, streamed: bool = False) -> InvokeResult:
-    """Output guard, then close: the provider worked, so its usage is charged whatever the guard says."""
+async def finish(call: Call, completion: Completion, *, streamed: bool = False, guarded: bool = False) -> InvokeResult:
+    """Output guard (unless the stream guarded the answer as it went), then close: the provider worked, so
+    its usage is charged whatever the guard says. What is stored and cached is the guarded answer."""
     await metrics.provider_finished(call)
-    try:
-        guard_output(completion)
-    except Refused as refusal:
-        await close(
-            call,
-            status=AgentRun.Status.REFUSED,
-            error=str(refusal),
-            completion=completion,
-            charge=completion,
-            streamed=streamed,
-        )
-        raise
+    if not guarded:
+        try:
+            completion = await guard_output(call, completion)
+        except (Refused, GuardUnavailable) as refusal:
+            refused = isinstance(refusal, Refused)
+            withheld = _withheld(completion)  # charged in full, recorded without what was refused
+            await close(
+                call,
+                status=AgentRun.Status.REFUSED if refused else AgentRun.Status.FAILED,
+                error=str(refusal),
+                completion=withheld,
+                charge=withheld,
+                streamed=streamed,
+            )
+            raise
     run = await close(
         call, status=AgentRun.Status.SUCCEEDED, completion=completion, charge=completion, streamed=streamed, store=True
     )
@@ -234,8 +249,8 @@ class InvokeStream:
                 yield piece
             return
         provider_name = call.agent.effective_model.provider.name
-        sent: list[str] = []
-        arguments: dict[int, str] = {}
+        guard = AnswerGuard(call.guard)
+        answer = _Answer()
         span = None
         try:
             await breaker.check(provider_name, call.breaker_seen)
@@ -249,34 +264,41 @@ class InvokeStream:
                 options=call.options,
             )
             async for piece in upstream:
-                if not sent and not arguments:
+                if not answer.pieces:
                     await metrics.first_chunk(call)
-                # The content guard sees the answer as it grows: a refused word is never sent.
-                if isinstance(piece, ToolCallDelta):
-                    arguments[piece.index] = arguments.get(piece.index, "") + piece.arguments
-                    guard_output(Completion("".join(sent), 0, 0, _calls_so_far(arguments)))
-                else:
-                    guard_output(Completion("".join(sent) + piece, 0, 0, _calls_so_far(arguments)))
-                    sent.append(piece)
-                yield piece
+                # The guard sees the answer as it grows, holding back a window: a match that spans pieces is
+                # seen whole before any of it is sent.
+                for out in answer.take(piece, guard):
+                    if not guard.holds_all:
+                        yield out
+            for out in answer.end(guard):
+                if not guard.holds_all:
+                    yield out
         except ProviderError as error:
-            telemetry.finished(span, error=error)
+            telemetry.finished(span, error=error, call=call)
             if error.provider_fault and not isinstance(error, breaker.CircuitOpen):
                 await breaker.record_failure(provider_name)
             # Before the first chunk a stale answer may stand in; after it, the client has part of another.
+            call.found.extend(guard.found())
+            nothing_sent = guard.holds_all or not (answer.sent or answer.heads)
             self.result = await on_provider_error(
-                call,
-                error,
-                streamed=True,
-                allow_stale=not sent and not arguments,
-                partial=self._partial(sent, arguments),
+                call, error, streamed=True, allow_stale=nothing_sent, partial=self._partial(answer)
             )
             for piece in _replay(self.result):
                 yield piece
             return
-        except Refused as refusal:
-            telemetry.finished(span, error=refusal)
-            partial = self._partial(sent, arguments)
+        except Blocked as blocked:  # cut before the blocked finding: what came before it may still go
+            telemetry.finished(span, error=blocked, call=call)
+            where, place = answer.blocked_where
+            sendable = blocked.released if where == STREAM and not guard.holds_all else ""
+            if sendable:
+                answer.sent.append(sendable)
+            call.found.extend(guard.found())
+            refusal = ContentBlocked(
+                detector=AnswerGuard.blocked_by(blocked), where=where, place=place, direction=OUTPUT
+            )
+            call.found.block(refusal.detector, where, place)
+            partial = self._partial(answer)
             await close(
                 call,
                 status=AgentRun.Status.REFUSED,
@@ -285,13 +307,16 @@ class InvokeStream:
                 charge=partial,
                 streamed=True,
             )
-            raise
+            for out in _words(sendable) if sendable else ():
+                yield out
+            raise refusal from None
         except BaseException as error:  # the client went away (cancelled, closed), or something broke
             broke = isinstance(error, Exception)
-            telemetry.finished(span, error=error)
+            telemetry.finished(span, error=error, call=call)
             if broke:
                 logger.exception("stream failed")
-            partial = self._partial(sent, arguments)
+            call.found.extend(guard.found())
+            partial = self._partial(answer)
             await close(
                 call,
                 status=AgentRun.Status.FAILED,
@@ -301,21 +326,123 @@ class InvokeStream:
                 streamed=True,
             )
             raise
-        telemetry.finished(span, upstream.completion)
+        telemetry.finished(span, upstream.completion, call=call)
         call.provider_answered = True
-        self.result = await finish(call, upstream.completion, streamed=True)
+        call.found.extend(guard.found())
+        completion = answer.completion(upstream.completion)
+        if guard.holds_all:  # the external guards see the whole answer before any of it is sent
+            completion = await self._checked(completion)
+            self.result = await finish(call, completion, streamed=True, guarded=True)
+            for piece in _replay(self.result):
+                yield piece
+            return
+        self.result = await finish(call, completion, streamed=True, guarded=True)
 
-    def _partial(self, sent: list[str], arguments: dict[int, str]) -> Completion | None:
+    async def _checked(self, completion: Completion) -> Completion:
+        """An answer held whole through the output's external guards; refused or failing, it is recorded
+        (charged, without its text) before the error goes to the client."""
+        call = self.call
+        try:
+            texts = guarding.completion_texts(completion)
+            checked = await external_guards.check(
+                call.guard,
+                OUTPUT,
+                texts,
+                call.found,
+                agent_type=call.agent.agent_type.slug,
+                run=str(call.run_id),
+            )
+            call.found.raise_if_blocked(OUTPUT)
+        except (Refused, GuardUnavailable) as refusal:
+            await metrics.provider_finished(call)
+            withheld = _withheld(completion)
+            status = AgentRun.Status.REFUSED if isinstance(refusal, Refused) else AgentRun.Status.FAILED
+            await close(call, status=status, error=str(refusal), completion=withheld, charge=withheld, streamed=True)
+            raise
+        return guarding.with_completion_texts(completion, checked)
+
+    def _partial(self, answer: "_Answer") -> Completion | None:
         """Usage of an answer that did not complete, which the provider never reported: charged at an upper
-        bound (a token is at least one UTF-8 byte), the whole prompt and every byte generated so far."""
-        if not sent and not arguments:
+        bound (a token is at least one UTF-8 byte), the whole prompt and every byte generated so far. The
+        run records what was sent."""
+        if not answer.pieces:
             return None
-        text = "".join(sent)
         prompt = self.call.prompt
         worst_input = token_upper_bound(counted_texts(prompt, self.call.options))
         worst_input += image_count(prompt) * settings.TOKENS_PER_IMAGE
-        generated = len(text.encode()) + sum(len(part.encode()) for part in arguments.values())
-        return Completion(text, worst_input, generated, _calls_so_far(arguments))
+        return Completion("".join(answer.sent), worst_input, answer.received, _calls_so_far(answer.arguments_sent))
+
+
+class _Answer:
+    """A streamed answer as it goes through the guard: what was received (bytes, for a cut-off charge), what
+    was sent (text, tool-call heads and arguments), and where a block happened."""
+
+    def __init__(self):
+        self.pieces = 0
+        self.received = 0  # UTF-8 bytes generated so far
+        self.sent: list[str] = []
+        self.heads: dict[int, ToolCallDelta] = {}
+        self.arguments_sent: dict[int, str] = {}
+        self.blocked_where = (STREAM, "the answer")
+
+    def take(self, piece, guard: AnswerGuard) -> list:
+        self.pieces += 1
+        if isinstance(piece, ToolCallDelta):
+            self.received += len(piece.arguments.encode())
+            out = []
+            if piece.id is not None:
+                self.heads[piece.index] = ToolCallDelta(piece.index, piece.id, piece.name, "")
+                self.arguments_sent.setdefault(piece.index, "")
+                out.append(self.heads[piece.index])
+            self.blocked_where = (TOOL_ARGUMENTS, f"tool_calls[{piece.index}].function.arguments")
+            released = guard.feed_arguments(piece.index, piece.arguments)
+            return out + self._arguments(piece.index, released)
+        self.received += len(piece.encode())
+        self.blocked_where = (STREAM, "the answer")
+        return self._text(guard.feed_text(piece))
+
+    def end(self, guard: AnswerGuard) -> list:
+        self.blocked_where = (STREAM, "the answer")
+        out = self._text(guard.close_text())
+        for index in sorted(guard.arguments):
+            self.blocked_where = (TOOL_ARGUMENTS, f"tool_calls[{index}].function.arguments")
+            out += self._arguments(index, guard.arguments[index].close())
+        return out
+
+    def _text(self, released: str) -> list[str]:
+        if not released:
+            return []
+        self.sent.append(released)
+        return _words(released)
+
+    def _arguments(self, index: int, released: str) -> list:
+        if not released:
+            return []
+        self.arguments_sent[index] = self.arguments_sent.get(index, "") + released
+        return [ToolCallDelta(index, None, None, released)]
+
+    def completion(self, upstream: Completion) -> Completion:
+        """The answer as it was sent (guarded), with the provider's usage and finish."""
+        indices = sorted(self.arguments_sent)  # the stream's call indices, in the order the calls are listed
+        calls = [
+            {**call, "function": {**call["function"], "arguments": self.arguments_sent[index]}}
+            for index, call in zip(indices, upstream.tool_calls, strict=False)
+        ]
+        return Completion(
+            "".join(self.sent),
+            upstream.input_tokens,
+            upstream.output_tokens,
+            calls,
+            upstream.finish_reason,
+            upstream.response_id,
+            upstream.response_model,
+        )
+
+
+def _words(text: str) -> list[str]:
+    """Released text as the client gets it: word by word (each with its following space), as it came."""
+    words = text.split(" ")
+    return [word + " " for word in words[:-1]] + ([words[-1]] if words[-1] else [])
 
 
 def _calls_so_far(arguments: dict[int, str]) -> list[dict]:
@@ -356,8 +483,12 @@ async def agent_invoke_stream(
 def agent_invoke_async(
     *, user, agent: Agent, messages, api_key=None, bypass_cache=False, idempotency_key="", **request
 ):
-    """Start an invocation as a tracked task (answered 202); the run's idempotency key is the task id."""
-    guard_input(messages)
+    """Start an invocation as a tracked task (answered 202); the run's idempotency key is the task id. The
+    built-in guards run here already: a blocked input is a 422 now, and the task keeps the redacted
+    conversation (its external guards run with the call)."""
+    spec = guarding.policy_for_sync(agent.agent_type_id)
+    messages, found = guarding.guard_messages(spec, clean_messages(messages))
+    found.raise_if_blocked(guarding.INPUT)
     return task_start(
         kind="agents.invoke",
         owner=user,

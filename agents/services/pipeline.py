@@ -1,9 +1,9 @@
 """The steps of the invocation pipeline, each a small named function over one `Call` (async throughout).
 
-    guard the input -> memory retrieval (memories are part of the cache key) -> quota admission, cache
-    lookup and the breaker's state (one Redis round trip) -> [a hit is served] -> single flight and the
-    breaker -> provider call -> guard the output -> close: settle the quota, store the answer, free the
-    lock, count the outcome, record the run (one Redis round trip)
+    guard the input (the content policy, agents.services.guarding) -> memory retrieval (memories are part
+    of the cache key) -> quota admission, cache lookup and the breaker's state (one Redis round trip) -> [a
+    hit is served] -> single flight and the breaker -> provider call -> guard the output -> close: settle
+    the quota, store the answer, free the lock, count the outcome, record the run (one Redis round trip)
 
 `agents.services.invocation` runs them for each entry. What a call holds (its quota reservation and its
 single-flight lock) is given back by `held()` on any exit the closing step did not make: an error, or
@@ -14,7 +14,6 @@ database row and makes two Redis round trips.
 
 import logging
 import math
-import re
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -29,10 +28,11 @@ from agents import breaker, conversation, metrics, providers, recording, telemet
 from agents import cache as response_cache
 from agents.models import Agent, AgentRun
 from agents.providers import Completion, ProviderError
+from agents.services import external_guards, guarding
+from agents.services.guarding import INPUT, OUTPUT, Found, GuardSpec
 from core import aredis, local_cache
 from core.async_db import database_sync_to_async
 from core.correlation import current_request_id
-from core.exceptions import Refused
 from memory.services import memory_recall
 from quotas.limiter import ADJUST_SCRIPT, ADMIT_SCRIPT, adjust_call, admit_call, admit_result, local_limiter
 from quotas.services.admission import (
@@ -97,6 +97,8 @@ class Call:
     breaker_seen: tuple[int, int] | None = None  # its state, read in the first round trip
     provider_started: float = 0.0  # when the provider was asked (agents.metrics)
     closed: bool = False
+    guard: GuardSpec = field(default_factory=lambda: guarding.EMPTY)  # the content policy (read by the input step)
+    found: Found = field(default_factory=Found)  # its verdicts so far, recorded with the run
 
     @property
     def temperature_used(self) -> float:
@@ -106,24 +108,56 @@ class Call:
 # --- the input -----------------------------------------------------------------------------------------
 
 
-def guard_input(messages) -> list[dict]:
-    """Validate the conversation (agents.conversation) and apply the content guard to every text in it,
-    tool results and tool-call arguments included; returns it normalised."""
-    clean = conversation.clean_messages(messages)
-    content_guard(" ".join(conversation.guarded_texts(clean)), "input")
-    return clean
+async def guard_input(call: Call) -> None:
+    """Input step: the conversation validated (agents.conversation), then the content policy over every text
+    part, tool result and tool-call argument: `call.messages` becomes the redacted conversation (what the
+    provider gets, the cache key is made of and the run records), before anything else sees it. Raises
+    ContentBlocked (the refused run still records the redacted text) or GuardUnavailable."""
+    call.messages = conversation.clean_messages(call.messages)
+    spec = call.guard = await guarding.policy_for(call.agent.agent_type_id)
+    if spec.idle:
+        return
+    call.messages, found = guarding.guard_messages(spec, call.messages)
+    call.found.extend(found)
+    call.found.raise_if_blocked(INPUT)
+    if spec.external(INPUT):
+        slots = guarding.message_texts(call.messages)
+        texts = [(where, place, guarding.read_slot(call.messages, kind, at)) for where, place, kind, at in slots]
+        checked = await _external(call, INPUT, texts)
+        messages = list(call.messages)
+        for (_, _, kind, at), (_, _, before), after in zip(slots, texts, checked, strict=True):
+            if after != before:
+                guarding.write_slot(messages, kind, at, after)
+        call.messages = messages
+        call.found.raise_if_blocked(INPUT)
 
 
-def guard_output(completion: Completion) -> None:
-    """The content guard over an answer: its text and its tool calls' arguments."""
-    arguments = " ".join(call["function"]["arguments"] for call in completion.tool_calls)
-    content_guard(f"{completion.text} {arguments}" if arguments else completion.text, "answer")
+async def guard_output(call: Call, completion: Completion) -> Completion:
+    """The content policy over an answer (its text and its tool calls' arguments): the answer as it may be
+    sent, cached and recorded. Raises ContentBlocked or GuardUnavailable."""
+    spec = call.guard
+    if spec.idle:
+        return completion
+    completion, found = guarding.guard_completion(spec, completion)
+    call.found.extend(found)
+    call.found.raise_if_blocked(OUTPUT)
+    if spec.external(OUTPUT):
+        texts = guarding.completion_texts(completion)
+        completion = guarding.with_completion_texts(completion, await _external(call, OUTPUT, texts))
+        call.found.raise_if_blocked(OUTPUT)
+    return completion
 
 
-def content_guard(text: str, what: str) -> None:
-    for pattern in settings.CONTENT_BLOCKLIST:
-        if re.search(pattern, text, flags=re.IGNORECASE):
-            raise Refused(f"The {what} was refused by the content policy.")
+async def _external(call: Call, direction: str, texts: list[tuple[str, str, str]]) -> list[str]:
+    with telemetry.step(f"external_guards_{direction}"):
+        return await external_guards.check(
+            call.guard,
+            direction,
+            texts,
+            call.found,
+            agent_type=call.agent.agent_type.slug,
+            run=str(call.run_id),
+        )
 
 
 def estimate_tokens(texts: list[str]) -> int:
@@ -325,7 +359,7 @@ async def provider_call(call: Call) -> Completion:
             if error.provider_fault:
                 await breaker.record_failure(model.provider.name)
             raise
-        telemetry.answered(span, completion)
+        telemetry.answered(span, completion, call)
     call.provider_answered = True
     return completion
 
@@ -449,6 +483,7 @@ def _run_of(call: Call, status, completion, error, streamed, charged) -> tuple[A
         request_id=current_request_id() or "",
         created_at=timezone.now(),
     )
+    run.guard_verdicts = call.found.seen()  # written with the run (agents.recording): never the matched text
     usage = recording.usage_of(
         run, agent_type=call.agent.agent_type.slug, cached=call.outcome in (Cache.HIT, Cache.STALE)
     )

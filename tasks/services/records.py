@@ -12,7 +12,7 @@ from core.correlation import current_request_id
 from core.exceptions import Conflict
 from tasks.broker import send_on_commit, send_quietly
 from tasks.models import TaskRecord
-from tasks.services.webhooks import webhooks_emit
+from tasks.services.webhooks import PING_TASK, webhooks_emit
 
 logger = logging.getLogger("switchboard.tasks")
 Status = TaskRecord.Status
@@ -118,7 +118,9 @@ def task_retry(*, record: TaskRecord) -> TaskRecord:
 
 
 def _notify(record: TaskRecord) -> None:
-    if record.owner_id is None:
+    """Tell the owner's endpoints that a task ended; a test event's own task stays silent (it sends the
+    `webhook.ping` it was asked for and nothing else)."""
+    if record.owner_id is None or record.kind == PING_TASK:
         return
     from tasks.serializers import TaskRecordSerializer
 

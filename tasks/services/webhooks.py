@@ -5,6 +5,7 @@ import secrets
 import uuid
 from base64 import b64encode
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,9 @@ from core.encryption import encrypt
 from tasks import outbound
 from tasks.broker import send_on_commit
 from tasks.models import WebhookDelivery, WebhookEndpoint
+
+# The task that sends a test event: it emits that event and nothing else (no task.* event of its own).
+PING_TASK = "webhooks.ping"
 
 
 def _new_secret() -> str:
@@ -31,8 +35,17 @@ def _validate_endpoint(url: str, events) -> list[str]:
     try:
         outbound.check_url(url)
     except outbound.UnsafeDestination as error:
-        raise ValidationError({"url": str(error)}) from error
+        raise ValidationError({"url": str(error) + _allow_hint(url, error)}) from error
     return sorted(set(events))
+
+
+def _allow_hint(url: str, error: outbound.UnsafeDestination) -> str:
+    """In development, how to let a refused local host receive webhooks anyway; never in production."""
+    if settings.PRODUCTION or "non-public address" not in str(error):
+        return ""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f" In development, set WEBHOOK_ALLOWED_HOSTS={parts.hostname}:{port} to allow this host."
 
 
 def webhook_endpoint_create(*, owner, url: str, events, description: str = "") -> tuple[WebhookEndpoint, str]:
@@ -69,9 +82,7 @@ def webhook_ping_start(*, endpoint: WebhookEndpoint, owner, idempotency_key: str
     """Send a test event to the endpoint in the background: (the task record, whether it was created)."""
     from tasks.services.records import task_start  # records tells webhooks when tasks end
 
-    return task_start(
-        kind="webhooks.ping", owner=owner, input={"endpoint_id": endpoint.pk}, idempotency_key=idempotency_key
-    )
+    return task_start(kind=PING_TASK, owner=owner, input={"endpoint_id": endpoint.pk}, idempotency_key=idempotency_key)
 
 
 def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, grace: timedelta | None = None) -> str:

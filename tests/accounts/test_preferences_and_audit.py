@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 
 from accounts.models import ApiKey, Preferences, SecurityEvent
 from accounts.selectors import preferences_get
+from tests.agents.conftest import fake_llm, model  # noqa: F401
 from tests.conftest import api_client, make_key
 
 
@@ -50,11 +51,11 @@ def test_preferences_start_from_defaults_and_partial_updates_keep_the_rest(alice
         ({"memory_enabled": "perhaps"}, "memory_enabled"),
     ],
 )
-def test_invalid_preferences_get_a_400_naming_the_field_and_change_nothing(alice, change, field):
+def test_invalid_preferences_get_a_400_naming_the_field_and_change_nothing(alice, change, field, model):  # noqa: F811
     client = api_client(alice)
     client.patch("/api/v1/preferences", {"timezone": "Asia/Tokyo"}, format="json")
 
-    response = client.patch("/api/v1/preferences", {**change, "default_model": "changed"}, format="json")
+    response = client.patch("/api/v1/preferences", {**change, "default_model": model.name}, format="json")
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == field

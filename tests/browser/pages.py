@@ -75,6 +75,39 @@ def show_definition_problems(page):
     page.locator("#source-problems").wait_for()
 
 
+def show_agent_errors(page):
+    """The agent's settings refused by the server: a temperature out of range, said on its field (the browser's
+    own check of the field's range is turned off, as in a browser without it)."""
+    page.locator("main form").evaluate("form => { form.noValidate = true; }")
+    page.get_by_label("Temperature").fill("7")
+    page.get_by_role("button", name="Save").click()
+    page.locator(".errorlist").first.wait_for()
+
+
+def latest_run(ids) -> str:
+    """The role's newest run (the chat of sign_in_and_chat made one)."""
+    from agents.models import AgentRun
+
+    return str(AgentRun.objects.filter(user_id=ids["user"]).latest("created_at").pk)
+
+
+def shared_memory(ids) -> int:
+    """A memory of the other role's, in a namespace shared with this one."""
+    from accounts.models import User
+    from memory.selectors import memory_list
+
+    user = User.objects.get(pk=ids["user"])
+    return memory_list(user=user).exclude(owner=user).values_list("pk", flat=True).first()
+
+
+def failed_import(ids) -> str:
+    """The role's failed import (seed's): its page lists what went wrong."""
+    from tasks.models import TaskRecord
+
+    imports = TaskRecord.objects.filter(owner_id=ids["user"], kind="memory.import", status="failed")
+    return str(imports.values_list("pk", flat=True).get())
+
+
 def open_a_step(page):
     """The run's diagram with a step's details open (its input, output and error)."""
     page.locator('#run-diagram [data-key="checks"]').click()
@@ -100,9 +133,22 @@ SIGNED_IN_PAGES = [
     ("status", url("status"), None),
     ("agents", url("agents"), None),
     ("agent_chat", url("agent_chat", "agent"), None),
+    ("agent_chat_shared", url("agent_chat", "shared_agent"), None),  # the other role's, shared with this one
+    ("agent_edit", url("agent_edit", "agent"), None),
+    ("agent_edit_errors", url("agent_edit", "agent"), show_agent_errors),
+    ("agent_delete", url("agent_delete", "agent"), None),
+    ("agent_runs", url("agent_runs", "agent"), None),
+    ("agent_run", lambda ids: reverse("agent_run", args=[latest_run(ids)]), None),
     ("memories", url("memories"), None),
     ("memory_edit", url("memory_edit", "memory"), None),
+    ("memory_shared", lambda ids: reverse("memory_edit", args=[shared_memory(ids)]), None),  # read only
+    ("memory_search", lambda ids: reverse("memories") + "?query=quarterly+report&archived=on", None),
+    ("memory_search_errors", lambda ids: reverse("memories") + "?query=report&metadata=topic", None),
+    ("memory_import", url("memory_import"), None),
+    ("memory_import_status", lambda ids: reverse("memory_import_status", args=[failed_import(ids)]), None),
     ("usage", url("usage"), None),
+    ("usage_by_day", lambda ids: reverse("usage") + "?group=day", None),
+    ("usage_by_key", lambda ids: reverse("usage") + "?group=key", None),
     ("keys", url("keys"), None),
     ("key_secret", url("keys"), create_key),
     ("preferences", url("preferences"), None),
@@ -126,7 +172,19 @@ SIGNED_IN_PAGES = [
 # Django's admin, with our change list templates: axe-core finds nothing to exclude there (Django 5.2).
 ADMIN_PAGES = [
     Target("operator", "admin:index", url("admin:index")),
+    # An agent's change page (operators edit agents); static/css/admin.css underlines the breadcrumbs' links,
+    # which Django's stylesheet tells from the text by colour alone.
+    Target("operator", "admin:agents_agent_change", url("admin:agents_agent_change", "agent")),
     Target("operator", "admin:tasks_taskrecord_changelist", url("admin:tasks_taskrecord_changelist")),
+    # Without a full count (a large table), Django's search form always shows a "Show all" link told from its
+    # text by colour alone: Django's markup and stylesheet, not ours.
+    Target(
+        "operator",
+        "admin:memory_memory_changelist",
+        url("admin:memory_memory_changelist"),
+        ignore=("link-in-text-block",),
+    ),
+    Target("operator", "admin:memory_memory_change", url("admin:memory_memory_change", "memory")),
     Target("operator", "admin:quotas_usagedaily_changelist", url("admin:quotas_usagedaily_changelist")),
     # The diagrams on the change pages of a workflow and of a run (templates/admin/workflows/).
     Target("operator", "admin:workflows_workflow_change", url("admin:workflows_workflow_change", "workflow")),
@@ -154,7 +212,7 @@ NOT_PAGES = {
     "task_cancel", "webhook_action", "memory_export", "healthz", "readyz", "metrics", "schema",
     "workflow_import", "workflow_start", "workflow_export", "workflow_delete", "workflow_rollback", "workflow_share",
     "workflow_unshare", "workflow_schedule_add", "workflow_schedule_delete", "workflow_run_cancel",
-    "workflow_run_rerun", "approval_decide",
+    "workflow_run_rerun", "approval_decide", "memory_bulk", "agent_chat_stream", "agent_share", "agent_unshare",
 }  # fmt: skip
 
 
@@ -163,6 +221,7 @@ def seed_site() -> dict:
     and a signed-out visitor with an account to reset."""
     from accounts.models import User
     from accounts.services import object_share
+    from agents.models import Agent
     from memory.services import namespace_share
     from tests.conftest import make_user
     from workflows.models import Workflow
@@ -173,6 +232,9 @@ def seed_site() -> dict:
     namespace_share(owner=olga, name="default", user=mia, level="use")
     object_share(obj=Workflow.objects.get(pk=ids["member"]["workflow"]), owner=mia, user=olga, level="use")
     object_share(obj=Workflow.objects.get(pk=ids["operator"]["workflow"]), owner=olga, user=mia, level="view")
+    object_share(obj=Agent.objects.get(pk=ids["member"]["agent"]), owner=mia, user=olga, level="use")
+    object_share(obj=Agent.objects.get(pk=ids["operator"]["agent"]), owner=olga, user=mia, level="view")
+    ids["member"]["shared_agent"], ids["operator"]["shared_agent"] = ids["operator"]["agent"], ids["member"]["agent"]
     ids["visitor"] = {
         "forgetful": make_user("forgetful").pk,
         "approval_link": link_path(ids["member"]["approval"], mia),
@@ -368,7 +430,7 @@ def sign_in_and_chat(page, username, ids):
     page.goto(reverse("agent_chat", args=[ids["agent"]]))
     page.get_by_label("Message").fill("Summarise the quarterly report in two lines, please.")
     page.get_by_role("button", name="Send").click()
-    page.locator(".message.assistant").wait_for()
+    page.locator('.message.assistant[aria-busy="false"]').wait_for()  # the streamed answer is whole
 
 
 def axe_violations(page, ignore=()) -> list[dict]:
@@ -402,14 +464,28 @@ def layout_problems(page) -> list[str]:
 
 
 def inline_script(page) -> list[str]:
-    """Inline scripts and event handler attributes (a Content-Security-Policy will forbid them)."""
+    """Inline scripts and event handler attributes (a Content-Security-Policy will forbid them). A JSON data
+    block (Django's json_script) is no script: the browser does not run it, and a policy does not block it."""
     return page.evaluate(
         """() => [
-          ...[...document.querySelectorAll('script:not([src])')].map(s => 'inline <script>: ' + s.textContent.slice(0, 60)),
+          ...[...document.querySelectorAll('script:not([src]):not([type="application/json"])')].map(s => 'inline <script>: ' + s.textContent.slice(0, 60)),
           ...[...document.querySelectorAll('*')].flatMap(el => [...el.attributes]
               .filter(a => a.name.startsWith('on') || a.value.trim().startsWith('javascript:'))
               .map(a => `${el.tagName.toLowerCase()} ${a.name}="${a.value.slice(0, 40)}"`)),
         ]"""
+    )
+
+
+def watch_csp(page, found: list) -> None:
+    """Collect what the Content-Security-Policy blocks on the page into `found`: chromium reports each
+    violation on the console ("Refused to ... Content Security Policy ...") and as a securitypolicyviolation
+    event, which the init script puts on the console too (a violation before any script of ours ran included)."""
+    page.add_init_script(
+        """document.addEventListener('securitypolicyviolation', e => console.error(
+             `Content Security Policy violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));"""
+    )
+    page.on(
+        "console", lambda message: found.append(message.text) if "Content Security Policy" in message.text else None
     )
 
 

@@ -1,6 +1,7 @@
 """Every page of the browser UI, signed out, as a member and as an operator, on a desktop and on a phone:
 no serious or critical axe-core violation, nothing wider than the screen (at 390 and 360 px), no inline
-script. Screenshots and axe reports go to tests/browser/artifacts/ (git-ignored).
+script, and nothing the Content-Security-Policy blocks (it forbids inline script and style). Screenshots and
+axe reports go to tests/browser/artifacts/ (git-ignored).
 
 The pages share one set of data and one signed-in browser context per role, made once for the module: a
 live server test would otherwise flush the database after each of the ~90 page checks.
@@ -43,16 +44,17 @@ def site(request, django_db_blocker, browser):
         schedules = serializers.serialize("json", [*IntervalSchedule.objects.all(), *PeriodicTask.objects.all()])
         live_server = LiveServer("localhost")
         ids = pages.seed_site()
-        contexts, tabs, errors = [], {}, []
+        contexts, tabs, errors, blocked = [], {}, [], []
         for role, username in [("visitor", None), ("member", "mia"), ("operator", "olga")]:
             contexts.append(browser.new_context(base_url=live_server.url))
             tabs[role] = contexts[-1].new_page()
             tabs[role].set_default_timeout(15_000)
             tabs[role].on("pageerror", lambda error: errors.append(error))  # an uncaught error of a page's script
+            pages.watch_csp(tabs[role], blocked)  # what the Content-Security-Policy refused
             if username:
                 pages.sign_in_and_chat(tabs[role], username, ids[role])
         try:
-            yield {"ids": ids, "tabs": tabs, "errors": errors}
+            yield {"ids": ids, "tabs": tabs, "errors": errors, "blocked": blocked}
         finally:
             for context in contexts:
                 context.close()
@@ -76,12 +78,16 @@ def test_the_page_passes_axe_and_fits_the_screen(site, target, size):
     page = site["tabs"][target.role]
     page.set_viewport_size(SIZES[size])
     site["errors"].clear()
+    site["blocked"].clear()
     response = page.goto(target.path(site["ids"][target.role]))
     assert response.status < 500
     if target.then:
         target.then(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{target}-{size}.png", full_page=True)
+    # Nothing blocked by the policy, checked before axe-core runs (it makes <style> elements of its own).
+    assert not site["blocked"], "\n".join(site["blocked"])
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
 
     violations = pages.axe_violations(page, ignore=target.ignore)
     pages.save_report(f"{target}-{size}", violations)

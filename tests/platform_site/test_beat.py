@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from platform_site import health
+from tasks import heartbeats
 from tests.processes import CeleryProcess
 
 
@@ -15,19 +15,19 @@ def test_beat_runs_the_heartbeat_from_the_database_schedule_and_readyz_reports_i
     PeriodicTask.objects.update_or_create(
         name="platform heartbeat", defaults={"task": "platform.heartbeat", "interval": every_second}
     )
-    cache.delete(health.HEARTBEAT_KEY)
-    assert client.get("/readyz").json()["heartbeat"]["status"] == "missing"
+    cache.delete(heartbeats.worker_key("celery"))
+    assert client.get("/readyz").json()["workers"]["celery"]["status"] == "missing"
 
     # When beat runs next to the worker
     beat = CeleryProcess("beat", tmp_path / "beat.log")
     try:
         deadline = time.monotonic() + 30
-        while cache.get(health.HEARTBEAT_KEY) is None and time.monotonic() < deadline:
+        while cache.get(heartbeats.worker_key("celery")) is None and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         beat.stop()
 
     # Then the worker has recorded a heartbeat and readiness reports it as fresh
     assert "Sending due task platform heartbeat" in beat.log_text()
-    heartbeat = client.get("/readyz").json()["heartbeat"]
+    heartbeat = client.get("/readyz").json()["workers"]["celery"]
     assert heartbeat["status"] == "ok", beat.log_text()[-2000:]

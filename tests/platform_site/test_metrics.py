@@ -3,16 +3,21 @@
 import asyncio
 import random
 import string
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from celery import current_app
 from django.db.models import Sum
+from kombu import Queue
 from prometheus_client.mmap_dict import MmapedDict
 
 from agents.models import AgentRun
+from tasks.selectors import queue_depths
 from tests.agents.conftest import clean_redis, invoke_all, post  # noqa: F401  (clean_redis: autouse)
 from tests.conftest import api_client, make_key
-from tests.metrics import scrape, series, value
+from tests.metrics import samples, scrape, series, value
 from tests.platform_site.test_settings import manage
 from tests.processes import GunicornProcess
 
@@ -188,3 +193,44 @@ def test_random_paths_and_unknown_model_names_add_no_series_and_fold_into_other(
         assert value(twice, "http_requests_total", route="v1/chat/completions") == 200
     finally:
         server.stop()
+
+
+def oldest_age(queue: str) -> float | None:
+    """switchboard_queue_oldest_age_seconds{queue} as /metrics reads it now (None: not in the answer)."""
+    text = api_client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    found = [
+        v
+        for name, labels, v in samples(text)
+        if name == "switchboard_queue_oldest_age_seconds" and labels == {"queue": queue}
+    ]
+    return found[0] if found else None
+
+
+def test_the_age_of_the_oldest_message_on_a_queue_nobody_consumes_grows_and_is_zero_once_it_is_empty(db, settings):
+    # Given a queue no worker consumes, routed like the platform's own
+    name = f"age-test-{uuid.uuid4().hex}"
+    settings.CELERY_TASK_ROUTES = {**settings.CELERY_TASK_ROUTES, "tests.never_taken": {"queue": name}}
+    assert oldest_age(name) == 0
+    with current_app.connection_for_write() as connection:
+        try:
+            # When a message sent without the time stamp (before it existed) waits there, it is skipped
+            queue = Queue(name, routing_key=name)
+            connection.Producer().publish({"x": 1}, routing_key=name, declare=[queue])
+            assert queue_depths([name]) == {name: 1}
+            assert oldest_age(name) == 0
+
+            # When a task is sent there (at a priority: kombu keeps it in a list of its own)
+            current_app.send_task("tests.never_taken", queue=name, priority=9)
+            first = oldest_age(name)
+            time.sleep(1)
+            second = oldest_age(name)
+
+            # Then the age of the oldest message grows while it waits, and nothing was taken from the queue
+            assert 0 < first < second
+            assert queue_depths([name]) == {name: 2}
+        finally:
+            queue(connection.default_channel).purge()  # every priority's list
+            queue(connection.default_channel).delete()
+
+    # And once the queue is empty (Redis drops it), the age is 0
+    assert oldest_age(name) == 0

@@ -49,9 +49,11 @@ class Workers:
 
     def __init__(self, tmp_path, env):
         self.tmp_path, self.env, self.kills = tmp_path, env, 0
-        self.processes = {"celery": self._start("celery"), "agents": self._start("agents")}
+        self.processes = {"celery": self._start("celery", wait=False), "agents": self._start("agents", wait=False)}
+        for worker in self.processes.values():  # started side by side, each takes seconds
+            worker.wait_for_log("ready.", timeout=60)
 
-    def _start(self, queue: str) -> CeleryProcess:
+    def _start(self, queue: str, wait: bool = True) -> CeleryProcess:
         pool = ["--pool", "solo"] if queue == "celery" else ["--pool", "threads", "--concurrency", "16"]
         worker = CeleryProcess(
             "worker",
@@ -65,7 +67,8 @@ class Workers:
             "--without-gossip",
             env=self.env,
         )
-        worker.wait_for_log("ready.", timeout=60)
+        if wait:
+            worker.wait_for_log("ready.", timeout=60)
         return worker
 
     def kill_one(self, rng: random.Random) -> None:

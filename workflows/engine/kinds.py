@@ -107,7 +107,7 @@ def agent_step(step, spec, run, context):
         tokens=agent_run.input_tokens + agent_run.output_tokens,
         cost=agent_run.cost,
         agent_run_id=agent_run.pk,
-        input={"agent": agent.name, "messages": messages},
+        input={"agent": agent.name, "messages": agent_run.input},  # as the guards left them (redacted)
     )
 
 
