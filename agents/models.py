@@ -87,7 +87,7 @@ class AgentType(models.Model):
         SHARED = "shared", "Shared (the same input gets the same answer for everyone)"
 
     slug = models.SlugField(max_length=50, unique=True)
-    description = models.TextField(blank=True, default="")
+    description = models.TextField(blank=True, default="", max_length=2000)
     default_model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="+")
     cache_ttl_seconds = models.PositiveIntegerField(default=300, help_text="0 turns the response cache off.")
     cache_scope = models.CharField(max_length=10, choices=CacheScope.choices, default=CacheScope.USER)

@@ -9,8 +9,8 @@ from tests.processes import CeleryProcess
 
 @pytest.fixture(scope="session", autouse=True)
 def quick_flushes():
-    """A transactional test's database is emptied by truncating what it wrote and copying back what
-    post_migrate makes, not by Django's flush (tests/database_reset.py)."""
+    """A transactional test's database is emptied of what it wrote, and what post_migrate makes is copied
+    back where the test changed it, instead of Django's whole flush (tests/database_reset.py)."""
     with database_reset.quick_flushes():
         yield
 

@@ -65,7 +65,7 @@ def wait_until(condition, timeout=30):
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.2)
+        time.sleep(0.05)
     return False
 
 

@@ -37,7 +37,7 @@ def wait_ready(port: int, timeout: float = 90, heartbeat: bool = True) -> tuple[
             status = 0
         if status == 200 and (not heartbeat or body["heartbeat"]["status"] == "ok"):
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     return status, body
 
 
@@ -140,7 +140,7 @@ def _wait_for(condition, message: str, timeout: float = 30):
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(message)
 
 
