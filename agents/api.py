@@ -26,7 +26,7 @@ from agents.serializers import (
     InvokeSerializer,
     LanguageModelSerializer,
 )
-from agents.services import agents, catalog, invocation
+from agents.services import agents, catalog, invocation, streaming
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
 from core.async_db import database_sync_to_async
 from core.async_views import AsyncAPIView
@@ -121,7 +121,7 @@ class AgentInvokeView(PolicyMixin, AsyncAPIView):
             record, _ = await start(**call, idempotency_key=idempotency_key(request))
             return task_accepted(request, record)
         if data["stream"]:
-            return _stream_response(await invocation.agent_invoke_stream(**call, client_ip=client_ip(request)))
+            return _stream_response(await streaming.agent_invoke_stream(**call, client_ip=client_ip(request)))
         result = await invocation.agent_invoke(**call, client_ip=client_ip(request))
         run = result.run
         body = {
@@ -187,7 +187,7 @@ class EventStream:
         self._stream.close()
 
 
-def _stream_response(stream: invocation.InvokeStream) -> StreamingHttpResponse:
+def _stream_response(stream: streaming.InvokeStream) -> StreamingHttpResponse:
     """Server-sent events: `delta` events with text or a piece of a tool call, then `done` (run, cache,
     usage, tool calls, the guards' verdicts) or `error` (code, status, detail; `guard` when a guard blocked:
     the detector and where)."""

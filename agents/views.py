@@ -33,7 +33,8 @@ from agents.api import EventStream, error_event
 from agents.forms import AgentForm, ChatForm, ShareForm
 from agents.models import Agent
 from agents.services import agents as services
-from agents.services.invocation import agent_invoke, agent_invoke_stream
+from agents.services.invocation import agent_invoke
+from agents.services.streaming import agent_invoke_stream
 from core.exceptions import DomainError
 from core.pagination import NewestFirst
 

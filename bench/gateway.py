@@ -198,11 +198,12 @@ def wrk(endpoint: Endpoint, connections: int, seconds: float, timeout: float) ->
     return parse_wrk(finished.stdout + finished.stderr)
 
 
-class RssSampler:
-    """The largest resident set of one process while a measurement runs (psutil, every 100 ms)."""
+class ProcessSampler:
+    """The largest resident set of one process while a measurement runs (psutil, every 100 ms), and the CPU
+    time it used: CPU per request does not depend on what else the shared machine is doing."""
 
     def __init__(self, pid: int | None):
-        self.pid, self.most = pid, 0
+        self.pid, self.most, self.cpu_seconds = pid, 0, None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -217,8 +218,15 @@ class RssSampler:
                 return
             self._stop.wait(0.1)
 
+    def _cpu(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
     def __enter__(self):
         if self.pid:
+            self._cpu_start = self._cpu()
             self._thread.start()
         return self
 
@@ -226,6 +234,7 @@ class RssSampler:
         self._stop.set()
         if self.pid:
             self._thread.join()
+            self.cpu_seconds = self._cpu() - self._cpu_start
 
 
 def request(endpoint: Endpoint, timeout: float = 30) -> tuple[int, dict, bytes]:
@@ -286,7 +295,7 @@ class Provider:
 
 HEADER = (
     f"  {'':<46}{'conns':>6}{'req/s':>9}{'2xx/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}"
-    f"{'RSS MiB':>9}{'upstream':>10}"
+    f"{'RSS MiB':>9}{'upstream':>10}{'CPU us/req':>12}"
 )
 
 
@@ -297,10 +306,11 @@ def _fmt(value, spec: str) -> str:
 def row(label: str, connections: int, result: dict) -> None:
     rss = result.get("rss_mib")
     upstream = result.get("upstream")
+    cpu = result.get("cpu_us")
     line = (
         f"  {label:<46}{connections:>6}{result['rps']:>9.0f}{result['ok_rps']:>9.0f}{_fmt(result['p50'], '.2f'):>9}"
         f"{_fmt(result['p99'], '.2f'):>9}{result['non_2xx']:>9}{result['socket_errors']:>9}"
-        f"{_fmt(rss, '.0f'):>9}{_fmt(upstream, '.2f'):>10}"
+        f"{_fmt(rss, '.0f'):>9}{_fmt(upstream, '.2f'):>10}{_fmt(cpu, '.0f'):>12}"
     )
     print(line, flush=True)
     if not result["requests"]:
@@ -328,12 +338,14 @@ class Bench:
         if warmup and args.warmup > 0:
             wrk(endpoint, connections, args.warmup, args.timeout)
         served = self.provider.served()
-        with RssSampler(pid) as sampler:
+        with ProcessSampler(pid) as sampler:
             result = wrk(endpoint, connections, args.seconds, args.timeout)
         served_after = self.provider.served()
         known = served is not None and served_after is not None and result["requests"]
         result["upstream"] = (served_after - served) / result["requests"] if known else None
         result["rss_mib"] = sampler.most / 2**20 if pid else None
+        done = sampler.cpu_seconds is not None and result["requests"]
+        result["cpu_us"] = sampler.cpu_seconds / result["requests"] * 1e6 if done else None
         row(label, connections, result)
         self.results[(who, what, connections)] = result
         return result

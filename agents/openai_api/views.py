@@ -28,7 +28,7 @@ from agents.api import EventStream, invocation_of
 from agents.openai_api import schema as docs
 from agents.openai_api.errors import OpenAIErrors, stream_error
 from agents.openai_api.shapes import DONE, Chunks, chat_request, completion_body, error_body
-from agents.services import invocation
+from agents.services import invocation, streaming
 from core.accepted import IDEMPOTENCY_KEY, idempotency_key
 from core.async_views import AsyncAPIView
 from core.exceptions import DomainError
@@ -65,7 +65,7 @@ class ChatCompletionsView(OpenAIErrors, PolicyMixin, AsyncAPIView):
         agent = await selectors.agent_for_model(user=request.user, model=data["model"])
         call = {**invocation_of(request, agent, data), "client_ip": client_ip(request)}
         if data["stream"]:
-            stream = await invocation.agent_invoke_stream(**call)
+            stream = await streaming.agent_invoke_stream(**call)
             return _chunked(stream, data["model"], data["include_usage"])
         result = await invocation.agent_invoke(**call, idempotency_key=idempotency_key(request))
         body = completion_body(
@@ -78,7 +78,7 @@ class ChatCompletionsView(OpenAIErrors, PolicyMixin, AsyncAPIView):
         return Response(body, headers={**headers, **result.headers})
 
 
-def _chunked(stream: invocation.InvokeStream, model: str, include_usage: bool) -> StreamingHttpResponse:
+def _chunked(stream: streaming.InvokeStream, model: str, include_usage: bool) -> StreamingHttpResponse:
     chunks = Chunks(f"chatcmpl-{stream.call.run_id.hex}", model)
 
     async def events():

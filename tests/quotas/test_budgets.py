@@ -86,7 +86,7 @@ def test_a_release_after_a_redis_restart_never_drives_a_counter_below_zero(alice
 @pytest.mark.django_db
 def test_a_stream_never_read_gives_its_reservation_back(alice, agent, fake_llm):
     from agents.models import AgentRun
-    from agents.services.invocation import agent_invoke_stream
+    from agents.services.streaming import agent_invoke_stream
 
     QuotaPolicy.objects.create(name="budget", tokens_per_day=100_000)
     stream = async_to_sync(agent_invoke_stream)(user=alice, agent=agent, messages=[{"role": "user", "content": "hi"}])
