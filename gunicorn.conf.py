@@ -1,4 +1,4 @@
-"""gunicorn reads this file from the working directory: its own log lines become JSON like the platform's.
+"""gunicorn reads this file from the working directory: its own log lines take the platform's format (LOG_FORMAT).
 
 Requests are logged by core.correlation (with the request id), so gunicorn's access log stays off.
 
@@ -7,16 +7,15 @@ worker starts, wipes the directory as the server starts (unless METRICS_WIPE_ON_
 wiped it for every process it starts) and takes a worker that exits out of the live gauges.
 """
 
-from core import metrics_dir
-from core.json_logs import JSON_FORMATTER
+from core import log_formats, metrics_dir
 
 METRICS_DIR = metrics_dir.ensure()
 
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": JSON_FORMATTER},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "formatters": {"lines": log_formats.formatter()},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "lines"}},
     "loggers": {
         "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "gunicorn.access": {"handlers": [], "propagate": False},

@@ -129,6 +129,15 @@ def owned_or_shared_get(*, user: User, queryset: QuerySet, pk, level: str = "vie
     return obj
 
 
+def user_may_use(*, user: User, obj) -> bool:
+    """Whether the user may use (invoke, run) an object they already see: theirs, or shared with them for
+    use. Pages ask it to offer or leave out what only `use` allows."""
+    if obj.owner_id == user.pk:
+        return True
+    same_object = type(obj)._default_manager.filter(pk=obj.pk)
+    return owned_or_shared(user=user, queryset=same_object, level="use").exists()
+
+
 def owned_get(*, user: User, queryset: QuerySet, pk):
     """Only the owner may change, delete or share an object; to anyone else it does not exist."""
     obj = queryset.filter(owner=user, pk=pk).first()

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import ProtectedError
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import date as date_filter
 from django.template.defaultfilters import floatformat
@@ -26,7 +26,7 @@ from rest_framework.request import Request
 
 from accounts.models import User
 from accounts.security import client_ip
-from accounts.selectors import object_shares, shared_pks
+from accounts.selectors import object_shares, shared_pks, user_may_use
 from accounts.services import object_share, object_unshare
 from agents import selectors
 from agents.api import EventStream, error_event
@@ -68,16 +68,6 @@ def _share_levels(user, agents) -> dict[int, str]:
     return {pk: "use" if pk in usable else "view" for pk in shared}
 
 
-def _may_use(user, agent) -> bool:
-    if agent.owner_id == user.pk:
-        return True
-    try:
-        selectors.agent_get(user=user, pk=agent.pk, level="use")
-    except Http404:
-        return False
-    return True
-
-
 def _owned(request, pk, perm="agents.change_agent") -> Agent:
     """The caller's own agent, for a change: a role without the permission is refused (403), anyone but the
     owner gets a 404."""
@@ -114,7 +104,7 @@ def agent_list(request):
 def _chat_page(request, agent, form, *, status=200):
     user = request.user
     owner = agent.owner_id == user.pk
-    may_use = _may_use(user, agent)
+    may_use = user_may_use(user=user, obj=agent)
     context = {
         "agent": agent,
         "owner": owner,

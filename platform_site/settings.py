@@ -14,8 +14,7 @@ from urllib.parse import unquote
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from core import metrics_dir, redis_connections
-from core.json_logs import JSON_FORMATTER
+from core import log_formats, metrics_dir, redis_connections
 from core.redis_outage import FailFast
 from platform_site import embedded
 
@@ -601,11 +600,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_context": {"()": "core.correlation.RequestContextFilter"}},
-    "formatters": {"json": JSON_FORMATTER},
+    "formatters": {"lines": log_formats.formatter()},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json",
+            "formatter": "lines",
             "filters": ["request_context"],
         },
         # Errors of the platform's own code, kept for the `error_logs` alert rules (monitoring.error_log).

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from accounts.admin import ReadOnlyAdmin
 from workflows.models import Approval, ApprovalDecision, RunEvent, StepRun, Workflow, WorkflowRun, WorkflowVersion
 from workflows.services.runs import run_cancel
-from workflows.views import diagram_context
+from workflows.views.diagram import diagram_context
 
 
 class VersionInline(admin.TabularInline):

@@ -1,26 +1,29 @@
 from django.urls import path
 
-from workflows import api, views
+from workflows import api
+from workflows.views import approvals, runs, workflows
 
 urlpatterns = [
-    path("", views.workflow_list, name="workflows"),
-    path("import/", views.workflow_import, name="workflow_import"),
-    path("<int:pk>/", views.workflow_detail, name="workflow_detail"),
-    path("<int:pk>/start/", views.workflow_start, name="workflow_start"),
-    path("<int:pk>/export/", views.workflow_export, name="workflow_export"),
-    path("<int:pk>/delete/", views.workflow_delete, name="workflow_delete"),
-    path("<int:pk>/versions/<int:number>/rollback/", views.workflow_rollback, name="workflow_rollback"),
-    path("<int:pk>/hook-secret/", views.workflow_hook_secret, name="workflow_hook_secret"),
-    path("<int:pk>/shares/", views.workflow_share, name="workflow_share"),
-    path("<int:pk>/shares/<str:username>/delete/", views.workflow_unshare, name="workflow_unshare"),
-    path("<int:pk>/schedules/", views.workflow_schedule_add, name="workflow_schedule_add"),
-    path("<int:pk>/schedules/<int:schedule>/delete/", views.workflow_schedule_delete, name="workflow_schedule_delete"),
-    path("runs/<uuid:pk>/", views.workflow_run, name="workflow_run"),
-    path("runs/<uuid:pk>/cancel/", views.workflow_run_cancel, name="workflow_run_cancel"),
-    path("runs/<uuid:pk>/rerun/", views.workflow_run_rerun, name="workflow_run_rerun"),
-    path("approvals/", views.approvals, name="approvals"),
-    path("approvals/<int:pk>/decide/", views.approval_decide_view, name="approval_decide"),
-    path("approvals/link/<str:token>/", views.approval_link, name="approval_link"),
+    path("", workflows.workflow_list, name="workflows"),
+    path("import/", workflows.workflow_import, name="workflow_import"),
+    path("<int:pk>/", workflows.workflow_detail, name="workflow_detail"),
+    path("<int:pk>/start/", workflows.workflow_start, name="workflow_start"),
+    path("<int:pk>/export/", workflows.workflow_export, name="workflow_export"),
+    path("<int:pk>/delete/", workflows.workflow_delete, name="workflow_delete"),
+    path("<int:pk>/versions/<int:number>/rollback/", workflows.workflow_rollback, name="workflow_rollback"),
+    path("<int:pk>/hook-secret/", workflows.workflow_hook_secret, name="workflow_hook_secret"),
+    path("<int:pk>/shares/", workflows.workflow_share, name="workflow_share"),
+    path("<int:pk>/shares/<str:username>/delete/", workflows.workflow_unshare, name="workflow_unshare"),
+    path("<int:pk>/schedules/", workflows.workflow_schedule_add, name="workflow_schedule_add"),
+    path(
+        "<int:pk>/schedules/<int:schedule>/delete/", workflows.workflow_schedule_delete, name="workflow_schedule_delete"
+    ),
+    path("runs/<uuid:pk>/", runs.workflow_run, name="workflow_run"),
+    path("runs/<uuid:pk>/cancel/", runs.workflow_run_cancel, name="workflow_run_cancel"),
+    path("runs/<uuid:pk>/rerun/", runs.workflow_run_rerun, name="workflow_run_rerun"),
+    path("approvals/", approvals.approvals, name="approvals"),
+    path("approvals/<int:pk>/decide/", approvals.approval_decide_view, name="approval_decide"),
+    path("approvals/link/<str:token>/", approvals.approval_link, name="approval_link"),
 ]
 
 api_urlpatterns = [

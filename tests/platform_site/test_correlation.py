@@ -6,6 +6,7 @@ import pytest
 from django.http import JsonResponse
 from django.urls import path
 
+from core import log_formats
 from tests.worker_tasks import report_request_id_task
 
 
@@ -68,6 +69,32 @@ def test_log_lines_are_json_with_the_request_id_and_the_user_id(client, django_u
     assert line["level"] == "INFO"
     assert line["path"] == "/" and line["status"] == 200
     assert {"timestamp", "message"} <= line.keys()
+
+
+@pytest.mark.django_db
+def test_text_log_lines_are_one_readable_line_with_the_same_fields(client, django_user_model, log_output):
+    """LOG_FORMAT=text, as `make run` prints: the message first, then only the fields that are set."""
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "name", None) == "console")
+    previous = handler.formatter
+    handler.setFormatter(log_formats.TextFormatter())
+    try:
+        alice = django_user_model.objects.create_user("alice", password="unused-password-1")
+        client.force_login(alice)
+        client.get("/", HTTP_X_REQUEST_ID="trace-alice-2")
+        try:
+            raise ValueError("the detail")
+        except ValueError:
+            logging.getLogger("switchboard.test").exception("it broke")
+    finally:
+        handler.setFormatter(previous)
+
+    lines = log_output.getvalue().splitlines()
+    [access] = [line for line in lines if line.startswith("INFO switchboard.access: ")]
+    assert "request_id=trace-alice-2" in access and f"user_id={alice.pk}" in access and "status=200" in access
+    assert "task_id=" not in access  # unset: left out
+    broke = lines.index("ERROR switchboard.test: it broke")  # no request here: nothing after the message
+    assert lines[broke + 1] == "Traceback (most recent call last):" and "ValueError: the detail" in lines
+    assert not json_lines(log_output.getvalue())
 
 
 @pytest.mark.urls(__name__)

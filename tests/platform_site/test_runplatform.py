@@ -76,6 +76,7 @@ def test_make_run_serves_every_process_and_ctrl_c_stops_everything_it_started(tm
         assert body["heartbeat"]["status"] == "ok", "beat and the worker did not record a heartbeat"
         assert f"http://127.0.0.1:{port}/admin/" in printed
         assert "operator  password: " in printed and "demo      password: " in printed
+        assert "recorder | INFO switchboard.recording: recording runs as " in printed  # readable lines, not JSON
 
         # An agent call made by the agents worker is answered, and its run written by the recorder
         task, runs = call_the_demo_agent_in_the_background(port, printed)

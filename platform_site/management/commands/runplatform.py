@@ -1,3 +1,4 @@
+import logging
 import os
 import signal
 import sys
@@ -8,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connection
 
-from core import metrics_dir
+from core import log_formats, metrics_dir
 from platform_site import embedded
 from platform_site.supervisor import Supervisor, read_procfile
 
@@ -26,6 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, **options):
         if settings.PRODUCTION:
             raise CommandError("runplatform is for development; deploy with the Dockerfile and docker-compose.yml")
+        _readable_logs()
         try:
             try:
                 connection.ensure_connection()
@@ -50,6 +52,7 @@ class Command(BaseCommand):
             "HOST": host,
             "PORT": str(port),
             "PYTHONUNBUFFERED": "1",
+            "LOG_FORMAT": os.environ["LOG_FORMAT"],
             # Children use the services started here instead of starting their own.
             "DATABASE_URL": os.environ.get("DATABASE_URL") or embedded.postgres_url(),
             "REDIS_URL": settings.REDIS_URL,
@@ -86,3 +89,13 @@ class Command(BaseCommand):
         if "REDIS_URL" not in os.environ:
             services["Redis"] = (embedded.redis_alive, embedded.ensure_redis)
         return services
+
+
+def _readable_logs() -> None:
+    """Logs for a person at a terminal, unless LOG_FORMAT says otherwise: text lines here and in every process
+    started from here (JSON lines are for log shippers)."""
+    os.environ.setdefault("LOG_FORMAT", "text")
+    if os.environ["LOG_FORMAT"] == "text":
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setFormatter(log_formats.TextFormatter())

@@ -1,7 +1,5 @@
-"""Browser pages of workflows: your workflows (the editor, import, examples), one workflow (its diagram, runs,
-versions and their diff, sharing, schedules, the inbound webhook), a run drawn live, and the approvals you
-may decide. Thin: each page calls the workflows' selectors and services; writes need the same role
-permissions as the API's."""
+"""Your workflows (the editor, import, examples) and one workflow: its diagram, runs, versions and their diff,
+sharing, schedules, the inbound webhook."""
 
 import difflib
 import json
@@ -11,44 +9,24 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import ProtectedError
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
-from rest_framework.renderers import JSONRenderer
+from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from accounts.selectors import object_shares
+from accounts.selectors import object_shares, user_may_use
 from accounts.services import object_share, object_unshare
 from core.exceptions import DomainError
 from workflows import selectors
-from workflows.forms import DecisionForm, ImportForm, RunForm, ScheduleForm, ShareForm, SourceForm, WorkflowForm
-from workflows.models import ApprovalDecision, RunEvent, WorkflowRun, WorkflowSchedule
-from workflows.serializers import RunDetailSerializer
+from workflows.forms import ImportForm, RunForm, ScheduleForm, ShareForm, SourceForm, WorkflowForm
+from workflows.models import WorkflowRun, WorkflowSchedule
 from workflows.services import runs, schedules
 from workflows.services import workflows as services
-from workflows.services.approvals import approval_decide, approval_from_link, may_decide
 from workflows.services.hooks import hook_url
 from workflows.services.workflows import DefinitionRejected
-
-EVENTS_SHOWN = 500
-
-
-def money(value) -> str:
-    """A cost as the diagram writes it: cents from a cent up, two significant digits below."""
-    value = float(value or 0)
-    if not value:
-        return "$0"
-    return f"${value:.2f}" if value >= 0.01 else f"${value:.2g}"
-
-
-def diagram_context(definition: dict, run: WorkflowRun | None = None) -> dict:
-    """What templates/workflows/_diagram.html draws: a definition, and a run's steps on it (the API's JSON)."""
-    context = {"definition": definition, "definition_json": json.dumps(definition), "run_json": ""}
-    if run is not None:
-        context["run_json"] = JSONRenderer().render(RunDetailSerializer(run).data).decode()
-    return context
+from workflows.views.diagram import diagram_context
 
 
 def _form_errors(form, error: ValidationError) -> None:
@@ -132,16 +110,6 @@ def workflow_import(request):
 # --- one workflow ----------------------------------------------------------------------------------------------
 
 
-def _may_use(user, workflow) -> bool:
-    if workflow.owner_id == user.pk:
-        return True
-    try:
-        selectors.workflow_get(user=user, pk=workflow.pk, level="use")
-    except Http404:
-        return False
-    return True
-
-
 def _diff(workflow, query) -> dict | None:
     """Two versions' sources as a unified diff, lines marked for their colour."""
     numbers = query.get("from", ""), query.get("to", "")
@@ -173,7 +141,7 @@ def _detail(request, workflow, *, source_form=None, run_form=None, problems=(), 
         "workflow": workflow,
         "version": version,
         "owner": owner,
-        "can_run": user.has_perm("workflows.add_workflowrun") and _may_use(user, workflow),
+        "can_run": user.has_perm("workflows.add_workflowrun") and user_may_use(user=user, obj=workflow),
         "run_form": run_form or RunForm(inputs=definition.get("inputs") or {}),
         "start_key": uuid.uuid4().hex,
         "runs": selectors.run_list(user=user).filter(workflow=workflow)[:20],
@@ -365,141 +333,3 @@ def workflow_schedule_delete(request, pk, schedule):
     schedules.schedule_delete(schedule=found)
     messages.success(request, "Schedule deleted.")
     return redirect(reverse("workflow_detail", args=[workflow.pk]) + "#schedules")
-
-
-# --- a run ---------------------------------------------------------------------------------------------------------
-
-
-@login_required
-def workflow_run(request, pk):
-    run = selectors.run_get(user=request.user, pk=pk)
-    run = (
-        WorkflowRun.objects.select_related("workflow", "version", "owner")
-        .prefetch_related("steps__parent")
-        .get(pk=run.pk)
-    )
-    events = list(RunEvent.objects.filter(run=run).order_by("id")[:EVENTS_SHOWN])
-    for event in events:
-        event.data_json = json.dumps(event.data) if event.data else ""
-    can_rerun = request.user.has_perm("workflows.add_workflowrun") and _may_use(request.user, run.workflow)
-    live = None
-    if run.status == WorkflowRun.Status.RUNNING:  # the page follows the run: its stream, and reads on each event
-        live = {
-            "run_url": reverse("workflowrun-detail", args=[run.pk]),
-            "events_url": reverse("workflowrun-events", args=[run.pk]),
-            "stream_url": reverse("workflow-run-stream", args=[run.pk]),
-            "last_event": events[-1].pk if events else 0,
-        }
-    context = {
-        **diagram_context(run.version.definition, run),
-        "run": run,
-        "steps": list(run.steps.all()),
-        "events": events,
-        "live": live,
-        "cost": money(run.cost),
-        "saved_cost": money(run.saved_cost),
-        "rerun_url": reverse("workflow_run_rerun", args=[run.pk]) if can_rerun else "",
-        "inputs_json": json.dumps(run.inputs, indent=2),
-        "outputs_json": json.dumps(run.outputs, indent=2) if run.outputs is not None else "",
-        "can_cancel": request.user.has_perm("workflows.change_workflowrun")
-        and run.status == WorkflowRun.Status.RUNNING,
-    }
-    return render(request, "workflows/run.html", context)
-
-
-@login_required
-@permission_required("workflows.change_workflowrun", raise_exception=True)
-@require_POST
-def workflow_run_cancel(request, pk):
-    run = selectors.run_get(user=request.user, pk=pk)
-    runs.run_cancel(run=run, reason=f"Cancelled by {request.user.username} in the browser.")
-    messages.success(request, "Run cancelled.")
-    return redirect("workflow_run", pk=run.pk)
-
-
-@login_required
-@permission_required("workflows.add_workflowrun", raise_exception=True)
-@require_POST
-def workflow_run_rerun(request, pk):
-    run = selectors.run_get(user=request.user, pk=pk)
-    selectors.workflow_get(user=request.user, pk=run.workflow_id, level="use")
-    try:
-        again = runs.run_rerun(run=run, user=request.user, from_step=request.POST.get("from_step", ""))
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return redirect("workflow_run", pk=run.pk)
-    messages.success(request, f"Re-running from {again.rerun_from}: the steps before it are reused.")
-    return redirect("workflow_run", pk=again.pk)
-
-
-# --- approvals ----------------------------------------------------------------------------------------------------
-
-
-@login_required
-def approvals(request):
-    found = list(
-        selectors.approvals_for(user=request.user).select_related("run__owner").prefetch_related("decisions__user")
-    )
-    visible = set(
-        selectors.run_list(user=request.user).filter(pk__in=[a.run_id for a in found]).values_list("pk", flat=True)
-    )
-    for approval in found:
-        approval.run_visible = approval.run_id in visible
-        approval.decided_by_me = any(decision.user_id == request.user.pk for decision in approval.decisions.all())
-    return render(request, "workflows/approvals.html", {"approvals": found, "form": DecisionForm()})
-
-
-@login_required
-@permission_required("workflows.view_workflowrun", raise_exception=True)
-@require_POST
-def approval_decide_view(request, pk):
-    approval = selectors.approval_get(user=request.user, pk=pk)
-    form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
-    decision = request.POST.get("decision", "")
-    try:
-        approval_decide(
-            approval=approval, user=request.user, decision=decision, comment=comment, via=ApprovalDecision.Via.BROWSER
-        )
-    except (DomainError, PermissionDenied) as error:
-        messages.error(request, str(error))
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        word = "Approved" if decision == ApprovalDecision.Decision.APPROVE else "Rejected"
-        messages.success(request, f"{word}: {approval.run.workflow.name}, step {approval.step.key}.")
-    return redirect("approvals")
-
-
-@require_http_methods(["GET", "POST"])
-def approval_link(request, token):
-    """A decision from a signed single-use link (email, webhook): no sign-in, the link names the person."""
-    approval, user = approval_from_link(token)
-    decided = approval.decisions.filter(user=user).first()
-    if request.method == "POST" and decided is None:
-        decision = request.POST.get("decision")
-        try:
-            approval_decide(
-                approval=approval,
-                user=user,
-                decision=decision,
-                comment=request.POST.get("comment", "")[:1000],
-                via=ApprovalDecision.Via.LINK,
-            )
-        except (DomainError, PermissionDenied) as error:
-            messages.error(request, str(error))
-        except ValidationError:
-            messages.error(request, "Choose Approve or Reject.")
-        else:
-            messages.success(request, "Thank you: your decision is recorded.")
-        return redirect(request.path)
-    approval.refresh_from_db()
-    context = {
-        "approval": approval,
-        "person": user,
-        "decided": decided or approval.decisions.filter(user=user).first(),
-        "may_decide": may_decide(approval, user),
-    }
-    return render(
-        request, "workflows/approval_link.html", context, status=410 if decided and request.method == "POST" else 200
-    )
