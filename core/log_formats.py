@@ -16,8 +16,10 @@ JSON_FORMATTER = {
 }
 TEXT_FORMATTER = {"()": "core.log_formats.TextFormatter"}
 
-# What every LogRecord has: anything else on a record was passed as `extra` (or set by a filter).
+# What every LogRecord has: anything else on a record was passed as `extra` (or set by a filter). Left out too:
+# what only repeats the message (Celery's `data`, uvicorn's `color_message`).
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_REPEATS = {"data", "color_message"}
 
 
 def formatter() -> dict:
@@ -39,7 +41,7 @@ class TextFormatter(logging.Formatter):
         extras = [
             f"{name}={value}"
             for name, value in record.__dict__.items()
-            if name not in _STANDARD and value not in (None, "")
+            if name not in _STANDARD and name not in _REPEATS and value not in (None, "")
         ]
         if not extras:
             return line
