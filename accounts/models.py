@@ -198,6 +198,7 @@ class SecurityEvent(models.Model):
         PERMISSION_GRANTED = "permission_granted", "Permission granted"
         PERMISSION_REVOKED = "permission_revoked", "Permission revoked"
         QUOTA_EXCEEDED = "quota_exceeded", "Quota exceeded"
+        TRAIL_RESEALED = "trail_resealed", "Security trail re-sealed"
 
     # What a user sees of their own events in the browser.
     OWN_KINDS = [

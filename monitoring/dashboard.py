@@ -203,16 +203,19 @@ GOOD = {"ok"}
 BAD = {"down", "unavailable", "failed", "stale", "missing", "dead", "behind"}
 
 
-# What /readyz answers (platform_site.health.readiness): platform_site wires it in at start-up (its apps.py),
-# since no app imports platform_site.
+# What /readyz answers (platform_site.health.readiness, called with `max_age`): platform_site wires it in at
+# start-up (its apps.py), since no app imports platform_site.
 readiness = None
+# The status shown may be this old: the process's last readiness answer (the dashboard's own, or /readyz's) is
+# reused meanwhile, so reloading the page runs no checks; a dependency that goes down shows within this long.
+STATUS_MAX_AGE_SECONDS = 5
 
 
 def system_status() -> dict:
     """What /readyz reports, laid out as tables whatever sections it has (dependencies, workers, beat, the run
     backlog...), and each queue's depth and oldest message. Bounded in time: every probe has its own timeout,
     and the queues are not asked for when the broker check already failed."""
-    body = readiness() if readiness else {}
+    body = readiness(max_age=STATUS_MAX_AGE_SECONDS) if readiness else {}
     down = body.get("down", [])
     names = worker_queues()
     depths = {} if "broker" in down else queue_depths(names)

@@ -7,7 +7,8 @@ Each check runs in a thread of its own and has its own deadline (READINESS_TIMEO
 then is reported `Timeout`, so a hung dependency costs the probe that long, never more. A check runs once at
 a time: a probe that finds one still running (hung since an earlier probe, or a concurrent probe's) waits
 for that run until its deadline instead of starting another, so a hung dependency holds one thread however
-often the probe comes.
+often the probe comes. /readyz always checks afresh; the admin dashboard reuses the process's last answer
+while it is a few seconds old (`readiness(max_age=...)`).
 
 Also reported, informational (a web process serves while they are silent, and requests queue meanwhile):
 - `workers`: for each of HEARTBEAT_QUEUES, the last heartbeat a worker took from that queue. Beat sends
@@ -18,6 +19,7 @@ Also reported, informational (a web process serves while they are silent, and re
   RUN_STREAM_MAX_BACKLOG; at the limit requests write their own runs).
 """
 
+import copy
 import logging
 import os
 import queue
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
@@ -176,7 +179,37 @@ CHECKS = {
 }
 
 
-os.register_at_fork(after_in_child=lambda: [check.forget() for check in CHECKS.values()])
+class LastAnswer:
+    """This process's last readiness answer and when its checks started, for callers that may reuse a recent one
+    (the admin dashboard). Forgotten in a forked child and when a setting changes (tests)."""
+
+    def __init__(self):
+        self._kept: tuple[float, dict] | None = None
+
+    def keep(self, started: float, body: dict) -> None:
+        self._kept = (started, copy.deepcopy(body))
+
+    def younger_than(self, seconds: float) -> dict | None:
+        kept = self._kept  # one read: another thread may replace it meanwhile
+        if kept is None or time.monotonic() - kept[0] >= seconds:
+            return None
+        return copy.deepcopy(kept[1])
+
+    def forget(self, **kwargs) -> None:
+        self._kept = None
+
+
+LAST_ANSWER = LastAnswer()
+
+
+def _forget_in_child() -> None:
+    for check in CHECKS.values():
+        check.forget()
+    LAST_ANSWER.forget()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+setting_changed.connect(LAST_ANSWER.forget, weak=False)
 
 
 def run_checks() -> dict[str, CheckResult]:
@@ -204,10 +237,21 @@ def _unknown(result: CheckResult) -> dict:
     return {**UNKNOWN, "error": result.error}
 
 
-def readiness() -> dict:
+def readiness(*, max_age: float = 0) -> dict:
     """What /readyz answers and the Status page shows: each dependency, a worker per queue, beat, the run
-    backlog. `heartbeat` is the default queue's worker, as before per-queue heartbeats."""
-    results = run_checks()
+    backlog. `heartbeat` is the default queue's worker, as before per-queue heartbeats.
+
+    With `max_age`, this process's last answer (whoever asked for it, /readyz included) is reused while its
+    checks started less than `max_age` seconds ago; /readyz and the Status page always check afresh."""
+    if max_age > 0 and (recent := LAST_ANSWER.younger_than(max_age)) is not None:
+        return recent
+    started = time.monotonic()
+    body = _answer(run_checks())
+    LAST_ANSWER.keep(started, body)
+    return body
+
+
+def _answer(results: dict[str, CheckResult]) -> dict:
     down = sorted(name for name in DEPENDENCIES if not results[name].ok)
     beats = results["heartbeats"]
     if beats.ok:

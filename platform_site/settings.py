@@ -278,6 +278,10 @@ if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
 # seal the edit again. Derived from SECRET_KEY when unset; set it in production (rotating SECRET_KEY then
 # leaves the trail verifiable).
 SECURITY_TRAIL_KEY = env.str("SECURITY_TRAIL_KEY", default="")
+# Earlier trail keys (comma-separated), as SECRET_KEY_FALLBACKS: links sealed with them still verify, new events
+# are sealed with SECURITY_TRAIL_KEY; `secret-key:<SECRET_KEY>` names the key derived from that SECRET_KEY. Drop
+# them after `manage.py security_trail reseal`.
+SECURITY_TRAIL_KEY_FALLBACKS = [key for key in env.list("SECURITY_TRAIL_KEY_FALLBACKS", default=[]) if key]
 
 # --- auth ---------------------------------------------------------------------------------------------
 

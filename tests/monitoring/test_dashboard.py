@@ -1,5 +1,6 @@
 """The operators' dashboard on the admin index: today's figures, the charts' buckets and percentiles over the last
-day and week, the top users and agents by cost, the status tables, and the page itself."""
+day and week, the top users and agents by cost, the status tables (a recent readiness answer reused for a few
+seconds), and the page itself."""
 
 import time
 from datetime import UTC, datetime, timedelta
@@ -7,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from celery import current_app
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -14,6 +16,7 @@ from django.urls import reverse
 from agents import recording
 from agents.models import AgentRun
 from monitoring import dashboard
+from tasks import heartbeats
 from tests.conftest import make_user
 from tests.factories import AgentFactory, RunFactory
 
@@ -222,6 +225,40 @@ def test_a_message_no_worker_takes_shows_in_its_queues_row_with_the_time_it_has_
 
     assert queues[waiting]["depth"] == 1
     assert queues[waiting]["oldest_seconds"] >= 1
+
+
+def worker_status(queue_name: str) -> str:
+    """The dashboard's status of the worker for `queue_name`."""
+    [workers] = [section for section in dashboard.system_status()["sections"] if section["name"] == "Workers"]
+    return {row["name"]: row["status"] for row in workers["rows"]}[dashboard.humanise(queue_name)]
+
+
+@pytest.mark.django_db
+def test_the_status_reuses_the_last_readiness_answer_for_a_few_seconds_then_shows_what_changed(
+    client, settings, monkeypatch
+):
+    monkeypatch.setattr(dashboard, "STATUS_MAX_AGE_SECONDS", 1.5)
+    queue_name = "dashboard-reused"  # a queue of this test's own, its heartbeat written and removed by hand
+    settings.HEARTBEAT_QUEUES = [*settings.HEARTBEAT_QUEUES, queue_name]
+    heartbeats.record_worker_heartbeat(queue_name=queue_name, hostname="worker@test")
+    try:
+        # Given /readyz has just seen the queue's worker
+        assert client.get(reverse("readyz")).json()["workers"][queue_name]["status"] == "ok"
+
+        # When the worker's heartbeat goes, the dashboard shows /readyz's answer a moment longer (no checks run)
+        cache.delete(heartbeats.worker_key(queue_name))
+        assert worker_status(queue_name) == "ok"
+        # while /readyz itself always checks afresh, and the dashboard then shows that newer answer
+        assert client.get(reverse("readyz")).json()["workers"][queue_name] == {"status": "missing"}
+        assert worker_status(queue_name) == "missing"
+
+        # When the worker comes back, the dashboard shows it within STATUS_MAX_AGE_SECONDS
+        heartbeats.record_worker_heartbeat(queue_name=queue_name, hostname="worker@test")
+        assert worker_status(queue_name) == "missing"
+        time.sleep(dashboard.STATUS_MAX_AGE_SECONDS)
+        assert worker_status(queue_name) == "ok"
+    finally:
+        cache.delete(heartbeats.worker_key(queue_name))
 
 
 # --- the page --------------------------------------------------------------------------------------------
