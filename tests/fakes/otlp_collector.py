@@ -60,7 +60,7 @@ class FakeCollector:
                             }
                         )
 
-    def wait_for(self, condition, timeout: float = 20) -> list[dict]:
+    def wait_for(self, condition, timeout: float = 60) -> list[dict]:
         """The spans, once `condition(spans)` holds (the exporters send in batches)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
