@@ -497,6 +497,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.LimitOffsetPagination",
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser", "core.parsers.FormParser", "core.parsers.MultiPartParser"],
+    # JSON only: DRF's browsable API pages carry inline styles the CSP refuses. Swagger UI (/api/docs/) is the
+    # API in a browser.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "PAGE_SIZE": 50,
 }
 DRF_STANDARDIZED_ERRORS = {

@@ -37,3 +37,15 @@ def test_the_api_root_lists_collections_without_authentication(client):
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
+def test_a_browser_asking_for_an_api_route_gets_json_not_a_page(client):
+    """No browsable API (its inline styles break the CSP): a browser's Accept header still gets the JSON."""
+    browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+    response = client.get("/api/v1/", HTTP_ACCEPT=browser_accept)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "agents" in response.json()
