@@ -58,4 +58,5 @@ urlpatterns = [
     re_path(r"^api/", views.api_not_found),  # last: any other /api/ path is the API's JSON 404
 ]
 
+handler400 = "platform_site.views.bad_request"
 handler500 = "platform_site.views.server_error"

@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -8,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from agents.openai_api.shapes import error_body
 from agents.selectors import agent_type_list, run_list
-from core.api_errors import error_response
+from core.api_errors import BodyTooLarge, error_response
 from platform_site.health import readiness
 from quotas import selectors as quota_selectors
 from tasks.models import TaskRecord
@@ -51,6 +53,17 @@ def status(request):
 def api_not_found(request, *args, **kwargs):
     """Any /api/ path no route matches: the API's JSON 404, never an HTML page."""
     return error_response(status=404, code="not_found", detail="No API endpoint at this path.")
+
+
+def bad_request(request, exception):
+    """A request refused before its view. A body too large for the browser's forms (a file over the server's
+    ceiling, or form fields over REQUEST_MAX_BYTES) is a 413 page that says what the limit is."""
+    if not isinstance(exception, RequestDataTooBig):
+        return defaults.bad_request(request, exception)
+    whole = isinstance(exception, BodyTooLarge)
+    limit = settings.REQUEST_BODY_CEILING_BYTES if whole else settings.REQUEST_MAX_BYTES
+    context = {"what": "The upload" if whole else "The form's fields", "limit_mib": f"{limit / 2**20:g}"}
+    return render(request, "413.html", context, status=413)
 
 
 def csrf_failure(request, reason=""):

@@ -275,10 +275,20 @@ MB = 1024 * 1024
 CHUNK = 64 * 1024
 
 
-def asgi_request(app, method, path, *, body_size=0, content_length=True, request_id="asgi-1", extra_headers=()):
+def asgi_request(
+    app,
+    method,
+    path,
+    *,
+    body_size=0,
+    content_length=True,
+    request_id="asgi-1",
+    extra_headers=(),
+    content_type="application/json",
+):
     """Call an ASGI app as a server would, the body in 64 KiB messages. Returns status, headers, body and how
     many body messages the app pulled."""
-    headers = [(b"x-request-id", request_id.encode()), (b"content-type", b"application/json"), *extra_headers]
+    headers = [(b"x-request-id", request_id.encode()), (b"content-type", content_type.encode()), *extra_headers]
     if content_length and body_size:
         headers.append((b"content-length", str(body_size).encode()))
     scope = {
@@ -346,6 +356,28 @@ def test_a_50_mb_body_is_a_413_in_the_apis_shape_without_being_read_whole(crash_
         if content_length
         else settings.REQUEST_BODY_CEILING_BYTES < read <= settings.REQUEST_BODY_CEILING_BYTES + CHUNK
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_length", [True, False], ids=["declared", "chunked"])
+def test_a_50_mb_upload_from_the_browser_is_a_413_page_that_says_the_limit(content_length):
+    """The memory import form, posting a file over the ceiling: a page, not Django's bare 400."""
+    app = RequestBodyLimit(ASGIHandler())
+
+    status, headers, body, pulled = asgi_request(
+        app,
+        "POST",
+        "/memories/import/",
+        body_size=50 * MB,
+        content_length=content_length,
+        content_type="multipart/form-data; boundary=x",
+        extra_headers=[(b"cookie", b"csrftoken=" + b"a" * 32)],  # a browser's form carries its CSRF cookie
+    )
+
+    assert status == 413 and headers["content-type"].startswith("text/html"), body[:3000]
+    assert "The upload is larger than this server takes (24 MiB)" in body.decode()
+    assert "content-security-policy" in headers  # the page went through the middleware like any other
+    assert pulled == 0 if content_length else pulled * CHUNK <= 24 * MB + CHUNK
 
 
 @pytest.mark.django_db
