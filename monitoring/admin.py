@@ -1,10 +1,14 @@
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin
 from monitoring.models import Alert, AlertNotification, AlertRule
+from monitoring.services import alerts_silence
 
 
 @admin.register(AlertRule)
@@ -70,18 +74,47 @@ def notification_outcome(notification: AlertNotification) -> str:
     return notification.get_status_display()
 
 
+def _silence_action(hours: int):
+    @admin.action(description=f"Silence for {hours} hour{'s' if hours > 1 else ''}", permissions=["silence"])
+    def silence(modeladmin, request, queryset):
+        until = timezone.now() + timedelta(hours=hours)
+        count = alerts_silence(alerts=queryset, user=request.user, until=until)
+        modeladmin.message_user(request, f"{count} open alert(s) silenced until {until:%Y-%m-%d %H:%M} UTC.")
+
+    silence.__name__ = f"silence_{hours}h"
+    return silence
+
+
+@admin.action(description="End the silence", permissions=["silence"])
+def unsilence(modeladmin, request, queryset):
+    count = alerts_silence(alerts=queryset, user=request.user, until=None)
+    modeladmin.message_user(request, f"{count} open alert(s) notify again.", messages.SUCCESS)
+
+
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["opened_at", "state", "severity", "rule", "subject", "value", "summary", "resolved_at"]
+    list_display = ["opened_at", "state", "severity", "rule", "subject", "value", "summary", "silence", "resolved_at"]
     list_filter = ["state", "rule__severity", "rule__kind", "rule"]
     search_fields = ["subject", "summary", "rule__name"]
     date_hierarchy = "opened_at"
-    list_select_related = ["rule"]
+    list_select_related = ["rule", "silenced_by"]
     inlines = [NotificationInline]
+    actions = [_silence_action(1), _silence_action(8), _silence_action(24), _silence_action(168), unsilence]
+
+    def has_silence_permission(self, request):
+        """Those who manage the rules may silence their alerts."""
+        return request.user.has_perm("monitoring.change_alertrule")
 
     @admin.display(description="severity", ordering="rule__severity")
     def severity(self, alert):
         return alert.rule.get_severity_display()
+
+    @admin.display(description="silenced", ordering="silenced_until")
+    def silence(self, alert):
+        if not alert.silenced(timezone.now()):
+            return ""
+        by = f" by {alert.silenced_by}" if alert.silenced_by else ""
+        return f"until {alert.silenced_until:%Y-%m-%d %H:%M} UTC{by}"
 
 
 @admin.register(AlertNotification)

@@ -1,5 +1,6 @@
 """Alert rules operators manage in the admin, the alerts they open, and every notification sent about them."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -89,6 +90,12 @@ class Alert(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     last_notified_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    silenced_until = models.DateTimeField(
+        null=True, blank=True, help_text="Until then it sends nothing: no reminder, no resolve message."
+    )
+    silenced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-opened_at"]
@@ -102,6 +109,9 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"{self.rule}: {self.subject}"
+
+    def silenced(self, now) -> bool:
+        return self.silenced_until is not None and now < self.silenced_until
 
 
 class AlertNotification(models.Model):

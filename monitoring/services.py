@@ -6,7 +6,8 @@ through its states:
     nothing --(met)--> open --(still met, cooldown passed)--> open, notified again
                        open --(no longer met, or the rule turned off)--> resolved
 
-A subject that meets its rule again after a resolution opens a new alert. One round runs at a time however many
+A subject that meets its rule again after a resolution opens a new alert. An operator may silence an open alert
+for a while (`alerts_silence`): it goes through the same states and sends nothing meanwhile. One round runs at a time however many
 beat or worker processes there are: it holds a PostgreSQL advisory lock for its transaction, and a round that
 cannot take it does nothing. The unique constraint on open alerts backs this up. Notifications are rows written
 in the round's transaction and sent after it commits: e-mails by `monitoring.send_email` (retried), webhooks as
@@ -94,7 +95,8 @@ def _apply(rule: AlertRule, readings: dict[str, sources.Reading], now, done: Rou
             done.opened.append(alert)
             continue
         alert.value, alert.summary = reading.value, reading.summary[:500]
-        if now - alert.last_notified_at >= timedelta(minutes=rule.cooldown_minutes):
+        cooled = now - alert.last_notified_at >= timedelta(minutes=rule.cooldown_minutes)
+        if cooled and not alert.silenced(now):
             alert.last_notified_at = now
             _notify(alert, AlertNotification.Event.REPEATED)
             done.repeated.append(alert)
@@ -109,8 +111,24 @@ def _resolve(alert: Alert, now, done: Round, summary: str = "") -> None:
     if summary:
         alert.summary = summary
     alert.save(update_fields=["state", "resolved_at", "summary"])
-    _notify(alert, AlertNotification.Event.RESOLVED)
+    if not alert.silenced(now):
+        _notify(alert, AlertNotification.Event.RESOLVED)
     done.resolved.append(alert)
+
+
+def alerts_silence(*, alerts, user, until) -> int:
+    """Silence open alerts until `until` (None: end a silence). A silenced alert still opens, updates and
+    resolves as its rule says, and sends nothing meanwhile; once the silence ends, reminders follow the
+    cooldown again. A crossing after it resolved is a new alert, not silenced."""
+    open_alerts = [alert.pk for alert in alerts if alert.state == Alert.State.OPEN]
+    changed = Alert.objects.filter(pk__in=open_alerts).update(
+        silenced_until=until, silenced_by=user if until is not None else None
+    )
+    logger.info(
+        "alerts silenced" if until else "alerts unsilenced",
+        extra={"alerts": open_alerts, "until": until.isoformat() if until else None, "by": user.pk},
+    )
+    return changed
 
 
 # --- notifications --------------------------------------------------------------------------------------

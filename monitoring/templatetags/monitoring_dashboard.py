@@ -2,6 +2,7 @@
 `admin.site.register` keeps working, no settings to change) and only the index page runs these reads."""
 
 from django import template
+from django.utils import timezone
 
 from monitoring import dashboard
 from monitoring.selectors import alerts_open
@@ -24,3 +25,8 @@ def in_operator_order(app_list):
 def open_alerts(limit: int = 20) -> list:
     """The open alerts (critical first, newest first), in monitoring/admin/open_alerts.html."""
     return alerts_open(limit=limit)
+
+
+@register.filter
+def is_silenced(alert) -> bool:
+    return alert.silenced(timezone.now())

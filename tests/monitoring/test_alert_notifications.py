@@ -182,6 +182,25 @@ def test_operators_manage_rules_and_read_alerts_in_the_admin(client, over_budget
 
 
 @pytest.mark.django_db
+def test_an_operator_silences_an_alert_from_the_admin_and_the_index_says_so(client, over_budget):
+    AlertRule.objects.create(name="Budget 80", kind="budget", threshold=80, email_to="oncall@example.com")
+    alerts_evaluate()
+    alert = Alert.objects.get()
+    operator = make_user("olga", role="operator")
+    client.force_login(operator)
+
+    response = client.post(
+        "/admin/monitoring/alert/", {"action": "silence_8h", "_selected_action": [alert.pk]}, follow=True
+    )
+
+    assert "1 open alert(s) silenced until" in response.content.decode()
+    alert.refresh_from_db()
+    assert alert.silenced_by == operator and alert.silenced_until > alert.opened_at
+    assert "(silenced until " in client.get("/admin/").content.decode()
+    assert f"by {operator.username}" in client.get("/admin/monitoring/alert/").content.decode()
+
+
+@pytest.mark.django_db
 def test_members_cannot_see_the_alert_admin(client, alice):
     client.force_login(alice)
     assert client.get("/admin/monitoring/alert/").status_code == 302

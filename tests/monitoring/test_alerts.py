@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from celery import current_app
 from django.core.cache import cache
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 from kombu import Queue
@@ -21,7 +21,7 @@ from kombu import Queue
 from agents.models import AgentRun
 from monitoring import error_log, watchdog
 from monitoring.models import Alert, AlertNotification, AlertRule
-from monitoring.services import alerts_evaluate
+from monitoring.services import alerts_evaluate, alerts_silence
 from quotas.models import QuotaPolicy
 from quotas.services.ledger import usage_record
 from tasks import heartbeats
@@ -101,6 +101,68 @@ def test_an_alert_is_notified_again_only_once_its_cooldown_has_passed(alice):
     alerts_evaluate(now=start + timedelta(minutes=62))
     assert [n.event for n in notifications()] == ["opened", "repeated"]
     assert Alert.objects.get().last_notified_at == start + timedelta(minutes=61)
+
+
+def test_a_silenced_alert_sends_nothing_until_its_silence_ends_then_follows_its_cooldown(alice, operator):
+    rule("budget", 80, cooldown_minutes=60)
+    daily_budget(alice, "10")
+    spend(alice, "9")
+    start = timezone.now()
+    alerts_evaluate(now=start)
+    alert = Alert.objects.get()
+    assert alerts_silence(alerts=[alert], user=operator, until=start + timedelta(hours=3)) == 1
+
+    for minutes in (61, 125, 179):  # cooled down three times over, silenced throughout
+        alerts_evaluate(now=start + timedelta(minutes=minutes))
+    alert.refresh_from_db()
+    assert [n.event for n in notifications()] == ["opened"]
+    assert alert.state == "open" and alert.value == Decimal("90.00") and alert.silenced_by == operator
+
+    alerts_evaluate(now=start + timedelta(minutes=181))  # the silence is over and the cooldown long passed
+    assert [n.event for n in notifications()] == ["opened", "repeated"]
+
+
+def test_an_alert_that_resolves_while_silenced_says_nothing_and_the_next_crossing_is_not_silenced(alice, operator):
+    rule("budget", 80)
+    policy = daily_budget(alice, "10")
+    spend(alice, "9")
+    alerts_evaluate()
+    first = Alert.objects.get()
+    alerts_silence(alerts=Alert.objects.all(), user=operator, until=timezone.now() + timedelta(hours=1))
+
+    policy.cost_per_day = Decimal("100")
+    policy.save()
+    alerts_evaluate()
+    first.refresh_from_db()
+    assert first.state == "resolved"
+    assert [n.event for n in notifications()] == ["opened"]  # no resolve message while silenced
+
+    policy.cost_per_day = Decimal("10")
+    policy.save()
+    alerts_evaluate()
+    assert [n.event for n in notifications()] == ["opened", "opened"]  # a new alert: it speaks
+    assert alerts_silence(alerts=[first], user=operator, until=None) == 0  # a resolved alert is left as it is
+
+
+def test_the_command_line_silences_and_unsilences_open_alerts(alice, operator):
+    rule("budget", 80)
+    daily_budget(alice, "10")
+    spend(alice, "9")
+    alerts_evaluate()
+    alert = Alert.objects.get()
+
+    out = io.StringIO()
+    call_command("alerts", "silence", str(alert.pk), "--hours", "2", "--by", operator.username, stdout=out)
+    assert out.getvalue().startswith("1 open alert(s) silenced until ")
+    listed = io.StringIO()
+    call_command("alerts", "open", stdout=listed)
+    assert "(silenced until " in listed.getvalue()
+    with pytest.raises(CommandError, match="may manage alert rules"):
+        call_command("alerts", "silence", str(alert.pk), "--hours", "2", "--by", alice.username)
+
+    call_command("alerts", "silence", str(alert.pk), "--hours", "0", "--by", operator.username, stdout=io.StringIO())
+    alert.refresh_from_db()
+    assert alert.silenced_until is None and alert.silenced_by is None
 
 
 def test_an_alert_resolves_by_itself_and_the_next_crossing_opens_and_notifies_again(alice):
