@@ -55,6 +55,9 @@ PLATFORM_ENV = {
     "DJANGO_SETTINGS_MODULE": "bench.settings",
     "DEBUG": "false",  # as in production: no query log, no debug-only checks (development settings otherwise)
     "QUOTA_DEFAULT_REQUESTS_PER_MINUTE": "1000000000",  # checked on every request, never reached
+    # No beat runs here, so the web process's alert watchdog would run whole alert rounds during the lines; in
+    # production beat runs them on a worker and the watchdog makes one Redis GET a minute.
+    "ALERT_WATCHDOG_SECONDS": "0",
 }
 BEFORE_DATABASE = "switchboard_before"  # the old platform's own database and Redis databases (its schema differs)
 BEFORE_REDIS_DB = 2
