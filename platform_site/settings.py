@@ -344,6 +344,9 @@ AUDITLOG_STORE_JSON_CHANGES = True
 # Agents: the invocation pipeline (agents/services/), the response cache and the provider breaker.
 # Connections to one provider a process keeps open at most: the calls it can have in flight to it.
 PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", default=2000)
+# Web processes and the agents worker import the provider SDKs as they start, not in their first call (which
+# would hold up the event loop for seconds); the test settings turn it off (agents.providers.load_sdks).
+PROVIDER_SDKS_AT_START = True
 # Runs go to a Redis stream written to PostgreSQL by `manage.py record_runs` ("stream"), or are written by
 # each request ("direct"); past RUN_STREAM_MAX_BACKLOG unwritten entries requests write their own.
 RUN_RECORDING = env.str("RUN_RECORDING", default="stream")

@@ -45,6 +45,9 @@ WORKFLOW_QUEUE_LEASE_SECONDS = 20
 # keeps Django's in-memory outbox.
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = str(embedded.VAR_DIR / "test-mail")
+# Processes started by the tests do not import the provider SDKs as they start (agents.providers.load_sdks):
+# most of them call the echo provider or none, and the others import the SDK they call with their first call.
+PROVIDER_SDKS_AT_START = False
 # No process runs alert rounds of its own during the tests (a round while a test database is flushed would
 # deadlock the flush); tests/monitoring runs its rounds itself.
 ALERT_WATCHDOG_SECONDS = env.int("ALERT_WATCHDOG_SECONDS", default=0)  # noqa: F405

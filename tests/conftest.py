@@ -3,7 +3,7 @@
 import pytest
 
 from platform_site import embedded
-from tests import database_reset
+from tests import database_reset, processes
 from tests.processes import CeleryProcess
 
 
@@ -30,6 +30,9 @@ def empty_cache():
 
 
 def pytest_sessionfinish(session, exitstatus):
+    for left_running in processes.STARTED:
+        if left_running.process.poll() is None:
+            left_running.stop()
     embedded.stop_started()
 
 

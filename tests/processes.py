@@ -52,6 +52,11 @@ def _merged(base: dict, changes: dict | None) -> dict:
     return {name: value for name, value in merged.items() if value is not None}
 
 
+# Every process started, so that the session's end stops any that a failed test left running (one holding a
+# connection to the test database keeps the next run from dropping it).
+STARTED: list["PlatformProcess"] = []
+
+
 class PlatformProcess:
     """A real process of the platform (Celery worker or beat, gunicorn) with its output in a log file."""
 
@@ -61,6 +66,7 @@ class PlatformProcess:
             self.process = subprocess.Popen(
                 command, cwd=BASE_DIR, env=_merged(test_process_env(), env), stdout=log, stderr=subprocess.STDOUT
             )
+        STARTED.append(self)
 
     def log_text(self) -> str:
         return self.log_path.read_text()

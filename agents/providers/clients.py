@@ -19,7 +19,11 @@ logger = logging.getLogger("switchboard.providers")
 
 def load_sdks() -> None:
     """Import both SDKs now: a process that serves calls (web, agents worker) does it as it starts, not in
-    its first call, where it would hold up every call on the event loop for seconds."""
+    its first call, where it would hold up every call on the event loop for seconds. The test settings turn
+    it off (PROVIDER_SDKS_AT_START): most processes the tests start call the echo provider or none, and the
+    others import the one SDK they call with their first call."""
+    if not settings.PROVIDER_SDKS_AT_START:
+        return
     import anthropic
     import openai
 
@@ -61,9 +65,7 @@ async def sdk_client(provider: Provider):
 
 
 def _new_client(provider: Provider, api_key: str):
-    import anthropic
     import httpx2
-    import openai
 
     if provider.base_url:  # checked when saved, and again here: the setting or the DNS may have changed
         try:
@@ -74,8 +76,15 @@ def _new_client(provider: Provider, api_key: str):
                 f"The model provider {provider.name!r} is at an address the platform may not call.",
                 provider_fault=False,
             ) from error
-    sdk = anthropic if provider.kind == Provider.Kind.ANTHROPIC else openai
-    return (sdk.AsyncAnthropic if sdk is anthropic else sdk.AsyncOpenAI)(
+    if provider.kind == Provider.Kind.ANTHROPIC:
+        import anthropic as sdk
+
+        client_class = sdk.AsyncAnthropic
+    else:
+        import openai as sdk
+
+        client_class = sdk.AsyncOpenAI
+    return client_class(
         api_key=api_key,
         base_url=provider.base_url or None,
         timeout=provider.timeout_seconds,

@@ -1,5 +1,7 @@
 """ProviderError, and the SDKs' errors translated to the status the caller gets."""
 
+import sys
+
 from agents.models import Provider
 from core.exceptions import UpstreamError
 
@@ -15,25 +17,22 @@ class ProviderError(UpstreamError):
 
 def translate(error: Exception, provider: Provider) -> ProviderError:
     """SDK errors of both vendors to the status the caller gets."""
-    import anthropic
-    import openai
-
     name = provider.name
-    if isinstance(error, (openai.APITimeoutError, anthropic.APITimeoutError)) and _timed_out(error):
+    if isinstance(error, _sdk_classes("APITimeoutError")) and _timed_out(error):
         return ProviderError(f"The model provider {name!r} timed out.", status=504)
-    if isinstance(error, (openai.APITimeoutError, anthropic.APITimeoutError)):
+    if isinstance(error, _sdk_classes("APITimeoutError")):
         return ProviderError(f"The model provider {name!r} cannot be reached.", status=503, retry_after=30)
-    if isinstance(error, (openai.APIConnectionError, anthropic.APIConnectionError)):
+    if isinstance(error, _sdk_classes("APIConnectionError")):
         return ProviderError(f"The model provider {name!r} cannot be reached.", status=503, retry_after=30)
-    if isinstance(error, (openai.RateLimitError, anthropic.RateLimitError)):
+    if isinstance(error, _sdk_classes("RateLimitError")):
         return ProviderError(
             f"The model provider {name!r} is rate limiting us.", status=503, retry_after=30, provider_fault=False
         )
-    if isinstance(error, (openai.BadRequestError, anthropic.BadRequestError)):
+    if isinstance(error, _sdk_classes("BadRequestError")):
         return ProviderError(
             f"The model provider {name!r} refused the request as invalid.", status=400, provider_fault=False
         )
-    if isinstance(error, (openai.APIStatusError, anthropic.APIStatusError)) and error.status_code >= 500:
+    if isinstance(error, _sdk_classes("APIStatusError")) and error.status_code >= 500:
         return ProviderError(f"The model provider {name!r} failed.", status=502)
     return ProviderError(f"The model provider {name!r} answered with an error.", status=502)
 
@@ -52,10 +51,16 @@ def _timed_out(error: Exception) -> bool:
 
 
 def sdk_errors() -> tuple:
-    import anthropic
-    import openai
+    """The base error of each SDK imported (an empty tuple catches nothing)."""
+    return _sdk_classes("OpenAIError") + _sdk_classes("AnthropicError")
 
-    return openai.OpenAIError, anthropic.AnthropicError
+
+def _sdk_classes(name: str) -> tuple[type, ...]:
+    """The class `name` of each SDK this process has imported (both name their errors alike). An SDK is imported
+    where a call is made (clients.py), so an error can only come from one already imported: looking it up
+    does not import the other, seconds spent while a call waits."""
+    imported = (sys.modules.get("openai"), sys.modules.get("anthropic"))
+    return tuple(getattr(sdk, name) for sdk in imported if hasattr(sdk, name))
 
 
 def cut_off(provider: Provider) -> ProviderError:

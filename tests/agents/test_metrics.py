@@ -2,6 +2,7 @@
 streams' first chunks; model, provider and agent-type labels only from the catalog."""
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -71,6 +72,7 @@ def test_a_cache_hit_a_quota_refusal_and_a_provider_error_each_show_in_their_met
 
     # When a quota of two requests a minute refuses the third
     QuotaPolicy.objects.create(name="tight", requests_per_minute=2)
+    time.sleep(1.5)  # a policy reaches the other processes within a second (through Redis), not at once
     statuses = [invoke(web, agent, key, f"question {n}")[0] for n in range(3)]
     assert statuses == [200, 200, 429]
     text = metrics(web)

@@ -433,12 +433,20 @@ def sign_in_and_chat(page, username, ids):
     page.locator('.message.assistant[aria-busy="false"]').wait_for()  # the streamed answer is whole
 
 
-def axe_violations(page, ignore=()) -> list[dict]:
-    """axe-core's violations on the page (all impacts), minus the rules ignored."""
-    from axe_playwright_python.sync_playwright import Axe
+def load_axe(context) -> None:
+    """Load axe-core (the copy axe_playwright_python ships) in every page the browser context opens, as each
+    document starts: once per context, instead of sending its 570 kB to each page before each check (a
+    script given to the browser this way is not subject to the page's Content-Security-Policy)."""
+    from axe_playwright_python.base import AXE_FILE_PATH
 
+    context.add_init_script(path=AXE_FILE_PATH)
+
+
+def axe_violations(page, ignore=()) -> list[dict]:
+    """axe-core's violations on the page (all impacts), minus the rules ignored; the page's context has
+    axe-core loaded (`load_axe`)."""
     options = {"resultTypes": ["violations"], "rules": {rule: {"enabled": False} for rule in ignore}}
-    return Axe().run(page, options=options).response["violations"]
+    return page.evaluate("options => axe.run(document, options).then(results => results.violations)", options)
 
 
 def describe(violations) -> str:
@@ -482,7 +490,7 @@ def watch_csp(page, found: list) -> None:
     event, which the init script puts on the console too (a violation before any script of ours ran included)."""
     page.add_init_script(
         """document.addEventListener('securitypolicyviolation', e => console.error(
-             `Content Security Policy violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));"""
+             `Content Security Policy violation on ${e.documentURI}: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));"""
     )
     page.on(
         "console", lambda message: found.append(message.text) if "Content Security Policy" in message.text else None

@@ -57,9 +57,7 @@ def test_a_user_creates_an_echo_agent_chats_with_it_and_sees_its_runs(page):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("size", SIZES)
-def test_an_agent_is_created_given_memory_shared_chatted_with_by_a_friend_unshared_and_deleted(
-    page, browser, live_server, size
-):
+def test_an_agent_is_created_given_memory_shared_chatted_with_by_a_friend_unshared_and_deleted(page, open_page, size):
     make_user("alice")
     make_user("bob")
     page.set_viewport_size(SIZES[size])
@@ -90,9 +88,7 @@ def test_an_agent_is_created_given_memory_shared_chatted_with_by_a_friend_unshar
     snap(page, f"shared-{size}")
 
     # Bob finds it among his agents, marked as alice's, and chats with it: the answer streams in.
-    friend = browser.new_context(base_url=live_server.url, viewport=SIZES[size])
-    bob = friend.new_page()
-    bob.set_default_timeout(15_000)
+    bob = open_page(viewport=SIZES[size])
     sign_in(bob, "bob")
     bob.goto(reverse("agents"))
     expect(bob.get_by_role("row", name="Scribe")).to_contain_text("shared by alice")
@@ -111,7 +107,7 @@ def test_an_agent_is_created_given_memory_shared_chatted_with_by_a_friend_unshar
     page.get_by_role("button", name="Stop sharing with bob").click()
     expect(page.get_by_text("No longer shared with bob.")).to_be_visible()
     assert bob.goto(reverse("agent_chat", args=[agent.pk])).status == 404
-    friend.close()
+    bob.context.close()
 
     # And deletes it, after a confirmation page.
     page.get_by_role("link", name="Delete", exact=True).click()

@@ -47,6 +47,7 @@ def site(request, django_db_blocker, browser):
         contexts, tabs, errors, blocked = [], {}, [], []
         for role, username in [("visitor", None), ("member", "mia"), ("operator", "olga")]:
             contexts.append(browser.new_context(base_url=live_server.url))
+            pages.load_axe(contexts[-1])
             tabs[role] = contexts[-1].new_page()
             tabs[role].set_default_timeout(15_000)
             tabs[role].on("pageerror", lambda error: errors.append(error))  # an uncaught error of a page's script
@@ -129,6 +130,7 @@ def test_no_template_has_inline_script_event_handlers_or_style_attributes():
 @DATABASE
 def test_on_a_phone_the_menu_folds_away_and_opens_and_closes_from_the_keyboard_with_visible_focus(site):
     page = site["tabs"]["member"]
+    site["blocked"].clear()
     page.set_viewport_size(SIZES["phone"])
     page.goto("/")
     nav, menu = page.get_by_role("navigation", name="Main"), page.get_by_role("button", name="Menu")
@@ -163,14 +165,17 @@ def test_on_a_phone_the_menu_folds_away_and_opens_and_closes_from_the_keyboard_w
     expect(menu).to_be_hidden()
     expect(nav).to_be_visible()
     expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
+    assert not site["blocked"], "\n".join(site["blocked"])
 
 
 @DATABASE
 def test_the_copy_button_of_a_new_key_copies_it(site):
     page = site["tabs"]["member"]
+    site["blocked"].clear()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.goto(reverse("keys"))
     pages.create_key(page)
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == page.locator("#full-key").inner_text()
+    assert not site["blocked"], "\n".join(site["blocked"])

@@ -144,7 +144,7 @@ def test_a_member_fixes_the_mistake_the_editor_shows_then_runs_the_workflow_and_
 
 @pytest.mark.parametrize("size", SIZES)
 def test_a_run_waits_for_an_approval_decided_on_the_approvers_page_and_the_run_page_shows_it_go_on(
-    browser, live_server, page, size
+    open_page, page, size
 ):
     page.set_viewport_size(SIZES[size])
     wendy, _ = make_user("wendy"), make_user("otto")
@@ -157,9 +157,7 @@ def test_a_run_waits_for_an_approval_decided_on_the_approvers_page_and_the_run_p
     expect(run_diagram.locator('[data-key="ask"]')).to_have_class(re.compile(r"status-waiting\b"), timeout=LIVE)
 
     # Otto, in a browser of his own, finds the approval with its context and approves it with a comment.
-    context = browser.new_context(base_url=live_server.url, viewport=SIZES[size])
-    otto = context.new_page()
-    otto.set_default_timeout(15_000)
+    otto = open_page(viewport=SIZES[size])
     sign_in(otto, "otto")
     otto.goto(reverse("workflows"))
     otto.get_by_role("link", name="Approvals waiting for you: 1").click()
@@ -168,7 +166,7 @@ def test_a_run_waits_for_an_approval_decided_on_the_approvers_page_and_the_run_p
     otto.get_by_role("button", name="Approve review step ask").click()
     expect(otto.get_by_text("Approved: review, step ask.")).to_be_visible()
     expect(otto.get_by_text("Nothing waits for your decision.")).to_be_visible()
-    context.close()
+    otto.context.close()
 
     # Wendy's run page, never reloaded, shows the run go on down the approved branch.
     expect(run_diagram.locator('[data-key="publish"]')).to_have_class(re.compile(r"status-succeeded\b"), timeout=LIVE)

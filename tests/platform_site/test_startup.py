@@ -34,3 +34,32 @@ def test_loading_django_with_every_app_imports_neither_provider_sdk():
 
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip().splitlines()[-1] == "none"
+
+
+CALL_OPENAI = """
+import sys
+import django
+
+django.setup()
+from agents.models import Provider
+from agents.providers.clients import _new_client
+
+_new_client(Provider(name="o", kind=Provider.Kind.OPENAI, base_url="http://127.0.0.1:9/v1"), "sk-test")
+print(",".join(sorted(name for name in ("openai", "anthropic") if name in sys.modules)))
+"""
+
+
+def test_a_process_that_calls_an_openai_kind_provider_imports_that_sdk_alone():
+    """Where the SDKs are not loaded at start (the tests' processes; any command), the first call imports only
+    the SDK it needs: anthropic's 1.6 s of imports are not paid for an OpenAI call."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", CALL_OPENAI],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "platform_site.settings_test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "openai"
