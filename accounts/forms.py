@@ -3,7 +3,7 @@ from django import forms
 from accounts.models import Preferences, User
 from accounts.scopes import default_key_scopes_for, key_scopes_for
 from accounts.selectors import agent_choices, model_choices
-from accounts.services import PREFERENCE_FIELDS
+from accounts.services import PREFERENCE_FIELDS, SHARE_LEVELS
 
 
 class SignupForm(forms.Form):
@@ -58,3 +58,23 @@ class PreferencesForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["default_agent"].choices = [("", "None")] + agent_choices(user)
         self.fields["default_model"].choices = [("", "None")] + model_choices()
+
+
+class ShareForm(forms.Form):
+    """Share an object with another active user at a level; each app's form says what the levels mean there
+    (`level_help`)."""
+
+    level_help = ""
+
+    username = forms.CharField(max_length=150, label="With user")
+    level = forms.ChoiceField(choices=[(level, level) for level in SHARE_LEVELS], initial="view")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["level"].help_text = self.level_help
+
+    def clean_username(self):
+        user = User.objects.filter(username=self.cleaned_data["username"], is_active=True).first()
+        if user is None:
+            raise forms.ValidationError("No such user.")
+        return user

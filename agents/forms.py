@@ -3,8 +3,7 @@ what exists, checked on the server; the services validate again (agents.services
 
 from django import forms
 
-from accounts.models import User
-from accounts.services import SHARE_LEVELS
+from accounts import forms as accounts_forms
 from agents import selectors
 from agents.models import Agent, LanguageModel
 
@@ -63,17 +62,8 @@ class ChatForm(forms.Form):
     message = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=20000, strip=True)
 
 
-class ShareForm(forms.Form):
-    username = forms.CharField(max_length=150, label="With user")
-    level = forms.ChoiceField(
-        choices=[(level, level) for level in SHARE_LEVELS],
-        initial="view",
-        help_text="view: they see the agent and its settings; use: they can chat with it and invoke it too "
-        "(with their own budget).",
+class ShareForm(accounts_forms.ShareForm):
+    level_help = (
+        "view: they see the agent and its settings; use: they can chat with it and invoke it too "
+        "(with their own budget)."
     )
-
-    def clean_username(self):
-        user = User.objects.filter(username=self.cleaned_data["username"], is_active=True).first()
-        if user is None:
-            raise forms.ValidationError("No such user.")
-        return user

@@ -5,8 +5,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from accounts.models import User
-from accounts.services import SHARE_LEVELS
+from accounts import forms as accounts_forms
 from core.parsers import storable_json_problem
 from memory.filters import compile_filters
 from memory.imports import IMPORT_MAX_BYTES, ImportTooLarge, lines_from_upload
@@ -192,17 +191,8 @@ class ImportForm(forms.Form):
             raise ValidationError(error.messages) from None
 
 
-class ShareForm(forms.Form):
-    namespace = forms.SlugField(max_length=100, initial="default")
-    username = forms.CharField(max_length=150, label="With user")
-    level = forms.ChoiceField(
-        choices=[(level, level) for level in SHARE_LEVELS],
-        initial="view",
-        help_text="view: they read and search it; use: their agents draw on it too.",
-    )
+class ShareForm(accounts_forms.ShareForm):
+    field_order = ["namespace", "username", "level"]
+    level_help = "view: they read and search it; use: their agents draw on it too."
 
-    def clean_username(self):
-        user = User.objects.filter(username=self.cleaned_data["username"], is_active=True).first()
-        if user is None:
-            raise forms.ValidationError("No such user.")
-        return user
+    namespace = forms.SlugField(max_length=100, initial="default")

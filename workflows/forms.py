@@ -5,8 +5,7 @@ import json
 
 from django import forms
 
-from accounts.models import User
-from accounts.services import SHARE_LEVELS
+from accounts import forms as accounts_forms
 
 MAX_SOURCE = 256 * 1024
 MAX_IMPORT_BYTES = 512 * 1024
@@ -129,19 +128,8 @@ class RunForm(forms.Form):
         return values
 
 
-class ShareForm(forms.Form):
-    username = forms.CharField(max_length=150, label="With user")
-    level = forms.ChoiceField(
-        choices=[(level, level) for level in SHARE_LEVELS],
-        initial="view",
-        help_text="view: they see it and its diagram; use: they can run it too (with their own budget).",
-    )
-
-    def clean_username(self):
-        user = User.objects.filter(username=self.cleaned_data["username"], is_active=True).first()
-        if user is None:
-            raise forms.ValidationError("No such user.")
-        return user
+class ShareForm(accounts_forms.ShareForm):
+    level_help = "view: they see it and its diagram; use: they can run it too (with their own budget)."
 
 
 class ScheduleForm(forms.Form):
