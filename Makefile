@@ -10,8 +10,11 @@ STAMP := $(VENV)/.requirements.sha256
 run: bootstrap
 	$(PY) manage.py runplatform
 
+# Two pytest-xdist workers, each with its own embedded PostgreSQL, Redis and Celery workers (a file's tests stay
+# together on one); TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: bootstrap
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff (pinned in requirements-dev.txt): lint and the formatter's check; CI runs it before the tests.
 lint: bootstrap

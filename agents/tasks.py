@@ -13,10 +13,10 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
     all in flight on the process's event loop (core.async_runner). The task id is the run's idempotency key:
     a retry after a lost worker reuses the recorded run instead of calling (and charging) again. A provider
     down or a quota reached is retried by the tracked-task base."""
-    user = get_user_model().objects.get(pk=user_id)
+    api_key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first() if api_key_id else None
+    user = api_key.user if api_key and api_key.user_id == user_id else get_user_model().objects.get(pk=user_id)
     user.role  # noqa: B018  (read here, in the task's thread, not by the pipeline on the event loop)
     agent = agent_for_task(agent_id)
-    api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     result = run(
         agent_invoke(
             user=user,

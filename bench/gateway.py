@@ -15,9 +15,11 @@ once or after --slow-ms. Load comes from wrk (bench/wrk/post.lua), with a warm-u
      (/v1/chat/completions, model agent:<id>), as ratios to the native endpoint (goal: within 10 %);
   4. the provider answering in --slow-ms, 64 and --high connections (misses): requests per second, errors,
      p99 and the web process's resident memory (max, sampled during the run), against the issue's goal:
-     within 10 % of min(connections / latency, the rate of 3 at 64 connections);
+     within 10 % of min(connections / latency, the rate of 3 at 64 connections); each over --slow-seconds,
+     since wrk does not count the answers still on their way when the window ends;
   5. the agents worker (celery, threads pool, 64): --tasks invocations started with ?async=1, against the
-     instant and the slow provider: wall time from the first request until every TaskRecord is finished.
+     instant and the slow provider: wall time from the first request until every TaskRecord is finished,
+     and the CPU time per task of the worker and of the web process.
 
   --before TREE    the same 1-3 and 4 at 64 connections against the platform before the async gateway
                    (a worktree of commit 1ffc22c: gunicorn sync, 1 worker, runs written in the request);
@@ -335,14 +337,14 @@ class Bench:
         self.results: dict[tuple[str, str, int], dict] = {}
 
     def measure(
-        self, who: str, what: str, label: str, endpoint: Endpoint, connections: int, pid=None, warmup=True
+        self, who: str, what: str, label: str, endpoint: Endpoint, connections: int, pid=None, warmup=True, seconds=None
     ) -> dict:
         args = self.args
         if warmup and args.warmup > 0:
             wrk(endpoint, connections, args.warmup, args.timeout)
         served = self.provider.served()
         with ProcessSampler(pid) as sampler:
-            result = wrk(endpoint, connections, args.seconds, args.timeout)
+            result = wrk(endpoint, connections, seconds or args.seconds, args.timeout)
         served_after = self.provider.served()
         known = served is not None and served_after is not None and result["requests"]
         result["upstream"] = (served_after - served) / result["requests"] if known else None
@@ -559,12 +561,12 @@ def measure_platform(bench: Bench, platform: Platform, *, high: bool, worker=Non
         bench.measure(who, "openai miss", "(3o) /v1/chat/completions miss (no-cache)", chat_miss, 1, pid)
     bench.measure(who, "miss", "(3) miss, instant provider: the ceiling", miss, 64, pid)
     slow_label = f"(4) miss, provider {args.slow_ms} ms (no-cache)"
-    bench.measure(who, "slow", slow_label, slow, 64, pid)
+    bench.measure(who, "slow", slow_label, slow, 64, pid, seconds=args.slow_seconds)
     if worker is not None:
         worker()
         print(HEADER, flush=True)
     if high:
-        bench.measure(who, "slow", slow_label, slow, args.high_connections, pid)
+        bench.measure(who, "slow", slow_label, slow, args.high_connections, pid, seconds=args.slow_seconds)
         label = f"(2) cache hit, right after {args.high_connections}"
         bench.measure(who, "hit again", label, hit, 1, pid, warmup=False)
 
@@ -652,7 +654,12 @@ def measure_worker(bench: Bench, processes: Processes, platform: Platform, env: 
             warm = run_tasks(platform, database_url, agent, 8, f"{tag} {name} warm-up")  # the worker up and warm
             if warm["wall"] is None:
                 print(f"  warm-up failed: {warm}", flush=True)
-            figures = run_tasks(platform, database_url, agent, args.tasks, f"{tag} {name}")
+            with ProcessSampler(worker.pid) as worker_cpu, ProcessSampler(platform.worker_pid()) as web_cpu:
+                figures = run_tasks(platform, database_url, agent, args.tasks, f"{tag} {name}")
+            figures["cpu_ms"] = {
+                "worker": worker_cpu.cpu_seconds * 1000 / args.tasks,
+                "web": web_cpu.cpu_seconds * 1000 / args.tasks,
+            }
             bench.results[("after", f"tasks {name}", args.tasks)] = figures
             refused = f"; refused: {figures['refused']}" if figures["refused"] else ""
             if figures["wall"] is None:
@@ -663,6 +670,7 @@ def measure_worker(bench: Bench, processes: Processes, platform: Platform, env: 
                 f"every record finished {figures['wall']:.3f} s after the first request "
                 f"({figures['ids'] / figures['wall']:.1f} tasks/s); per the database, first created -> last finished "
                 f"{figures['db_span']:.3f} s, first started -> last finished {_fmt(figures['run_span'], '.3f')} s; "
+                f"CPU per task: worker {figures['cpu_ms']['worker']:.1f} ms, web {figures['cpu_ms']['web']:.1f} ms; "
                 f"{figures['statuses']}{refused}",
                 flush=True,
             )
@@ -741,7 +749,8 @@ def measure_litellm(bench: Bench, port: int, proxy: subprocess.Popen) -> None:
     for connections in (1, 8):
         bench.measure("litellm", "hit", "(2) cache hit", hit, connections, pid)
     bench.measure("litellm", "miss", "(3) miss, instant provider: the ceiling", miss, 64, pid)
-    bench.measure("litellm", "slow", f"(4) miss, provider {args.slow_ms} ms (no-cache)", slow, 64, pid)
+    label = f"(4) miss, provider {args.slow_ms} ms (no-cache)"
+    bench.measure("litellm", "slow", label, slow, 64, pid, seconds=args.slow_seconds)
 
 
 # --- the summary ------------------------------------------------------------------------------------------
@@ -776,6 +785,7 @@ def summary(bench: Bench) -> None:
                 continue
             goal = min(c / slow_s, ceiling["ok_rps"]) if ceiling else c / slow_s
             share = slow["ok_rps"] / goal if goal else 0
+            direct = get("provider", "slow", c)
             print(
                 f"    (4) provider {args.slow_ms} ms at {c}: {slow['ok_rps']:.0f} ok req/s, goal min({c}/{slow_s:g} s = "
                 f"{c / slow_s:.0f}, instant rate at 64 = {ceiling['ok_rps'] if ceiling else float('nan'):.0f}) = {goal:.0f}: "
@@ -783,6 +793,7 @@ def summary(bench: Bench) -> None:
                 f"{slow['non_2xx']} non-2xx + {slow['socket_errors']} socket; p99 {_fmt(slow['p99'], '.0f')} ms; "
                 f"RSS max {_fmt(slow['rss_mib'], '.0f')} MiB"
                 + ("; no answer at all during the line" if not slow["requests"] else "")
+                + (f"; the provider called directly at {c}: {direct['ok_rps']:.0f} req/s" if direct else "")
             )
     if get("after", "openai hit", 1):
         print("  OpenAI-compatible / native (goal: within 10 %):")
@@ -878,6 +889,13 @@ def main():
         help="wrk's timeout: slower answers are counted as timeouts (socket errors) and left out of the latencies",
     )
     parser.add_argument("--slow-ms", type=int, default=500, help="the slow provider's latency")
+    parser.add_argument(
+        "--slow-seconds",
+        type=int,
+        default=30,
+        help="length of each slow-provider line: wrk counts only the answers that end inside the window, so up to "
+        "one answer per connection is lost at its end (64 connections over 10 s: up to 6.4 req/s of 128)",
+    )
     parser.add_argument("--high-connections", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--before", type=Path, help="a worktree of the platform before the async gateway (1ffc22c)")
@@ -902,7 +920,8 @@ def main():
         provider = Provider(processes, args.slow_ms)
         bench = Bench(args, processes, provider)
         print(
-            f"wrk (post.lua), {args.seconds:g} s per line after {args.warmup:g} s of warm-up, loopback, "
+            f"wrk (post.lua), {args.seconds:g} s per line ({args.slow_seconds:g} s with the slow provider) after "
+            f"{args.warmup:g} s of warm-up, loopback, "
             f"{os.cpu_count()} cores (shared), open files {hard}; logs in {log_dir}"
         )
         print("  2xx/s counts only successful answers; upstream = provider calls per request in the line\n")
@@ -917,9 +936,8 @@ def main():
         for connections in (1, 8):
             bench.measure("provider", "direct", "(1) instant", direct, connections, provider.processes[0].pid)
         for connections in (64, args.high_connections):
-            bench.measure(
-                "provider", "slow", f"(1) {args.slow_ms} ms", slow_direct, connections, provider.processes[1].pid
-            )
+            label, pid = f"(1) {args.slow_ms} ms", provider.processes[1].pid
+            bench.measure("provider", "slow", label, slow_direct, connections, pid, seconds=args.slow_seconds)
 
         env = {**os.environ, **PLATFORM_ENV, "DATABASE_URL": urls["after_db"], "REDIS_URL": urls["after_redis"]}
         platform, started = start_after(processes, env, make_fixtures(ROOT, env, provider))

@@ -50,12 +50,12 @@ def redis_dir() -> Path:
     return VAR_DIR / "redis"
 
 
-def socket_dir() -> Path:
+def socket_dir(var_dir: Path = VAR_DIR) -> Path:
     """A directory for unix sockets whose paths stay under the kernel's 107-byte limit."""
-    preferred = VAR_DIR / "run"
+    preferred = var_dir / "run"
     if len(str(preferred)) <= 80:
         return preferred
-    digest = hashlib.sha256(str(VAR_DIR).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(str(var_dir).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"switchboard-{digest}"
 
 

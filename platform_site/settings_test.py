@@ -2,11 +2,23 @@
 
 import os
 
-from platform_site import embedded
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker and not os.environ.get("SWITCHBOARD_TEST_WORKER_VAR_DIR"):
+    # `make test` runs the suite in two pytest-xdist workers: each has its own embedded PostgreSQL and Redis
+    # (and so its own database, cache, broker and Celery workers), beside the var dir a single run would use.
+    # What a worker starts inherits the variables, and with them the worker's var dir.
+    from pathlib import Path
+
+    _base = os.environ.get("SWITCHBOARD_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var"))
+    os.environ["SWITCHBOARD_VAR_DIR"] = os.environ["SWITCHBOARD_TEST_WORKER_VAR_DIR"] = f"{_base}-{_worker}"
+    if os.environ.get("REDIS_URL") == os.environ.get("SWITCHBOARD_TEST_REDIS_URL", "-"):  # the controller's
+        del os.environ["REDIS_URL"]
+
+from platform_site import embedded  # noqa: E402
 
 if "REDIS_URL" not in os.environ:
     # Databases 2 (cache) and 3 (broker) of the embedded Redis; a running `make run` keeps 0 and 1.
-    os.environ["REDIS_URL"] = embedded.redis_url(db=2)
+    os.environ["REDIS_URL"] = os.environ["SWITCHBOARD_TEST_REDIS_URL"] = embedded.redis_url(db=2)
 
 from platform_site.settings import *  # noqa: E402,F403
 

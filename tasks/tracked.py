@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from core import metrics
 from core.exceptions import DomainError, RateLimited
+from core.returning import update_returning
 from tasks.models import TaskRecord
 
 Status = TaskRecord.Status
@@ -61,7 +62,8 @@ class TrackedTask(Task):
 
     def before_start(self, task_id, args, kwargs):
         """Claim the record; a duplicate delivery of a finished or cancelled task stops here."""
-        claimed = TaskRecord.objects.filter(pk=task_id, status__in=TaskRecord.UNFINISHED).update(
+        claimed = update_returning(
+            TaskRecord.objects.filter(pk=task_id, status__in=TaskRecord.UNFINISHED),
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
             started_at=Coalesce(F("started_at"), Now()),
@@ -70,7 +72,7 @@ class TrackedTask(Task):
         if not claimed:
             raise Ignore()
         # Which attempt this run is: a late on_retry of an earlier run must not touch a later one.
-        self.request.claimed_attempt = TaskRecord.objects.values_list("attempts", flat=True).get(pk=task_id)
+        self.request.claimed_attempt = claimed[0].attempts
         self.request.metrics_started = time.perf_counter()
 
     def progress(self, percent: int, message: str = "") -> None:

@@ -29,6 +29,28 @@ def empty_cache():
     local_cache.clear()
 
 
+@pytest.fixture
+def migrated_schedule(db):
+    """The periodic jobs as the migrations leave them. A transactional test's flush empties the schedule, and
+    `make test` runs the files in two workers in no set order, so a test reading the migrated jobs replays
+    the migration steps that register (or drop) them, in migration order."""
+    import re
+    from inspect import getsource
+
+    from django.apps import apps
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations import RunPython
+    from django_celery_beat.models import PeriodicTask
+
+    PeriodicTask.objects.all().delete()
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    plan = dict.fromkeys(step for leaf in graph.leaf_nodes() for step in graph.forwards_plan(leaf))
+    for key in plan:
+        for operation in graph.nodes[key].operations:
+            if isinstance(operation, RunPython) and re.search(r"PeriodicTask|periodic_task", getsource(operation.code)):
+                operation.code(apps, None)
+
+
 def pytest_sessionfinish(session, exitstatus):
     for left_running in processes.STARTED:
         if left_running.process.poll() is None:
@@ -67,6 +89,10 @@ def background_work_settles(request):
         running = (
             TaskRecord.objects.filter(status__in=[TaskRecord.Status.RUNNING, TaskRecord.Status.RETRYING]).exists()
             or WebhookDelivery.objects.filter(status="pending", next_attempt_at__lte=soon).exists()
+            # an attempt under way: its claim moved the delivery's next attempt a lease away
+            or WebhookDelivery.objects.filter(
+                status="pending", dispatched_at__isnull=True, next_attempt_at__gt=soon
+            ).exists()
             or StepRun.objects.filter(status=StepRun.Status.RUNNING).exists()
         )
         queued = (

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.correlation import current_request_id
 from core.exceptions import Conflict
+from core.returning import update_returning
 from tasks.broker import send_on_commit, send_quietly
 from tasks.models import TaskRecord
 from tasks.services.webhooks import PING_TASK, webhooks_emit
@@ -80,11 +81,13 @@ def tasks_resend_queued(*, older_than: timedelta = timedelta(minutes=2)) -> int:
 
 def task_finished(*, task_id, status: str, **fields) -> None:
     """Called by the tracked-task base when a run ends; tells the owner's webhooks."""
-    updated = TaskRecord.objects.filter(pk=task_id, status__in=TaskRecord.UNFINISHED).update(
-        status=status, finished_at=timezone.now(), **fields
+    finished = update_returning(
+        TaskRecord.objects.filter(pk=task_id, status__in=TaskRecord.UNFINISHED),
+        status=status,
+        finished_at=timezone.now(),
+        **fields,
     )
-    if updated:
-        record = TaskRecord.objects.get(pk=task_id)
+    for record in finished:
         logger.info("task %s %s", record.kind, status, extra={"task_record": str(record.id), "status": status})
         _notify(record)
 

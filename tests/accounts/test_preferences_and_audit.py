@@ -153,8 +153,7 @@ def test_bad_durations_are_refused_with_a_clear_message():
         run_apikeys("expire", "--older-than", "ninety days")
 
 
-@pytest.mark.django_db
-def test_the_expiry_job_is_on_the_database_beat_schedule():
+def test_the_expiry_job_is_on_the_database_beat_schedule(migrated_schedule):
     task = PeriodicTask.objects.get(name="expire API keys")
 
     assert task.task == "accounts.expire_api_keys" and task.enabled and task.interval.period == "minutes"

@@ -87,6 +87,7 @@ def test_a_recorder_killed_mid_batch_loses_nothing_and_the_next_one_writes_it_on
     # Given 20 runs in the stream, and a recorder stuck writing them (the runs table is locked)
     ask_with_key(alice, agent, [f"question {n}" for n in range(20)])
     redis = get_redis_connection("default")
+    recording.ensure_group(redis)  # (the recorder makes it too, but may not have yet when it logs that it started)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("LOCK TABLE agents_agentrun IN ACCESS EXCLUSIVE MODE")

@@ -24,8 +24,7 @@ def test_the_pgvector_extension_is_installed_and_computes_distances():
     assert distance == 2.0
 
 
-@pytest.mark.django_db
-def test_the_heartbeat_is_registered_in_the_database_schedule():
+def test_the_heartbeat_is_registered_in_the_database_schedule(migrated_schedule):
     heartbeat = PeriodicTask.objects.get(name="platform heartbeat")
 
     assert heartbeat.task == "platform.heartbeat"

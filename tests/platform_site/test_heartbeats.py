@@ -39,8 +39,8 @@ def heartbeats_every_second() -> None:
         )
 
 
-@pytest.mark.django_db  # before any transactional test flushes what the migrations wrote
-def test_the_migrations_register_a_heartbeat_per_queue_that_expires_when_no_worker_takes_it():
+@pytest.mark.django_db  # (not transactional, as the module's other tests are)
+def test_the_migrations_register_a_heartbeat_per_queue_that_expires_when_no_worker_takes_it(migrated_schedule):
     jobs = PeriodicTask.objects.filter(task="platform.heartbeat").order_by("name")
 
     assert [(job.name, job.queue) for job in jobs] == [

@@ -12,6 +12,8 @@ import psutil
 import requests
 from django.conf import settings
 
+from platform_site import embedded
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -59,6 +61,7 @@ def test_make_run_serves_every_process_and_ctrl_c_stops_everything_it_started(tm
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
     env.update(SWITCHBOARD_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="platform_site.settings")
+    sockets = str(embedded.socket_dir(tmp_path))  # Redis's socket: not under tmp_path when that path is long
     output = tmp_path / "run.log"
     with open(output, "w") as log:
         platform = subprocess.Popen(
@@ -94,7 +97,7 @@ def test_make_run_serves_every_process_and_ctrl_c_stops_everything_it_started(tm
         )
 
         # When the embedded Redis dies, it is started again
-        [redis] = [psutil.Process(pid) for pid in _pids_mentioning(str(tmp_path), "redis-server")]
+        [redis] = [psutil.Process(pid) for pid in _pids_mentioning(sockets, "redis-server")]
         redis.kill()
         _wait_for(lambda: "the embedded Redis is running again" in output.read_text(), "Redis was not restarted")
         assert wait_ready(port, timeout=30, heartbeat=False)[0] == 200
@@ -104,7 +107,7 @@ def test_make_run_serves_every_process_and_ctrl_c_stops_everything_it_started(tm
 
     assert "Stopping embedded postgres, redis" in output.read_text()
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
-    assert processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == processes_mentioning(sockets) == []
 
 
 def call_the_demo_agent_in_the_background(port: int, printed: str) -> tuple[dict, list]:

@@ -74,8 +74,7 @@ def test_reconciliation_sees_a_reservation_that_was_never_settled(alice, setting
     assert (drift["user"], drift["ledger_tokens"], drift["counter_tokens"]) == (alice.pk, 0, 5000)
 
 
-@pytest.mark.django_db
-def test_the_platforms_periodic_jobs_are_on_the_database_schedule():
+def test_the_platforms_periodic_jobs_are_on_the_database_schedule(migrated_schedule):
     from django_celery_beat.models import PeriodicTask
 
     tasks = dict(PeriodicTask.objects.values_list("name", "task"))
