@@ -122,6 +122,7 @@ def test_a_background_call_is_one_trace_from_the_request_through_the_task_to_the
         web.stop()
         worker.stop()
         receiver.server.shutdown()
+    spans = collector.wait_for(lambda spans: True)  # with what the processes sent as they stopped
 
     assert status == 202
     server = named(spans, "POST /api/v1/agents/{id}/invoke")
@@ -166,15 +167,17 @@ steps:
         key = make_key(alice, scopes=["workflows:run"])
         status, _ = asyncio.run(post(web.port, f"/api/v1/workflows/{workflow.pk}/runs", {}, key))
         [delivery] = receiver.wait_for(1, timeout=30)
-        spans = collector.wait_for(
-            lambda spans: any(
-                s["attributes"].get("switchboard.webhook.event_type") == "workflow.run.succeeded" for s in spans
+        spans = collector.wait_for(  # (each process exports its spans in its own batches, in no set order)
+            lambda spans: (
+                any(s["attributes"].get("switchboard.webhook.event_type") == "workflow.run.succeeded" for s in spans)
+                and sum(s["name"] == "invoke_workflow traced" for s in spans) == 2
             )
         )
     finally:
         web.stop()
         worker.stop()
         receiver.server.shutdown()
+    spans = collector.wait_for(lambda spans: True)  # with what the processes sent as they stopped
 
     # Then the request, each step (an invoke_workflow span, the agent's call inside the first) and the
     # webhook are one trace

@@ -18,10 +18,13 @@ from tests.tasks.conftest import wait_until
 
 @pytest.mark.django_db(transaction=True)
 def test_one_agents_worker_holds_64_calls_at_once_and_charges_each_once(
-    agents_worker, alice, agent, fake_llm, tmp_path
+    agents_worker, alice, model, agent, fake_llm, tmp_path
 ):
-    # Given a token budget, a provider that answers only once it holds 64 calls at once, and a web process
-    # just started
+    # Given a token budget, a provider that answers only once it holds 64 calls at once (the first calls wait
+    # for the last: on a loaded machine, past the fixture's 5-s timeout, which a retry would follow), and a
+    # web process just started
+    model.provider.timeout_seconds = 60
+    model.provider.save()
     QuotaPolicy.objects.create(name="budget", tokens_per_day=1_000_000)
     fake_llm.answer_at_in_flight = 64
     key = make_key(alice, scopes=["agents:invoke"])
