@@ -122,7 +122,7 @@ def test_a_background_call_is_one_trace_from_the_request_through_the_task_to_the
         web.stop()
         worker.stop()
         receiver.server.shutdown()
-    spans = collector.wait_for(lambda spans: True)  # with what the processes sent as they stopped
+    spans = collector.received()  # with what the processes sent as they stopped
 
     assert status == 202
     server = named(spans, "POST /api/v1/agents/{id}/invoke")
@@ -177,7 +177,7 @@ steps:
         web.stop()
         worker.stop()
         receiver.server.shutdown()
-    spans = collector.wait_for(lambda spans: True)  # with what the processes sent as they stopped
+    spans = collector.received()  # with what the processes sent as they stopped
 
     # Then the request, each step (an invoke_workflow span, the agent's call inside the first) and the
     # webhook are one trace

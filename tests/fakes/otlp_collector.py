@@ -60,12 +60,16 @@ class FakeCollector:
                             }
                         )
 
+    def received(self) -> list[dict]:
+        """The spans received so far."""
+        with self.lock:
+            return list(self.spans)
+
     def wait_for(self, condition, timeout: float = 60) -> list[dict]:
         """The spans, once `condition(spans)` holds (the exporters send in batches)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self.lock:
-                spans = list(self.spans)
+            spans = self.received()
             if condition(spans):
                 return spans
             time.sleep(0.1)

@@ -23,17 +23,7 @@ print(",".join(sorted(name for name in ("openai", "anthropic") if name in sys.mo
 
 
 def test_loading_django_with_every_app_imports_neither_provider_sdk():
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_EVERYTHING],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "platform_site.settings_test"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert loaded.stdout.strip().splitlines()[-1] == "none"
+    assert sdks_loaded_by(LOAD_EVERYTHING) == "none"
 
 
 CALL_OPENAI = """
@@ -52,14 +42,18 @@ print(",".join(sorted(name for name in ("openai", "anthropic") if name in sys.mo
 def test_a_process_that_calls_an_openai_kind_provider_imports_that_sdk_alone():
     """Where the SDKs are not loaded at start (the tests' processes; any command), the first call imports only
     the SDK it needs: anthropic's 1.6 s of imports are not paid for an OpenAI call."""
+    assert sdks_loaded_by(CALL_OPENAI) == "openai"
+
+
+def sdks_loaded_by(script: str) -> str:
+    """What `script`, run in a process of its own with the test settings, printed last: the SDKs it imported."""
     loaded = subprocess.run(
-        [sys.executable, "-c", CALL_OPENAI],
+        [sys.executable, "-c", script],
         cwd=settings.BASE_DIR,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "platform_site.settings_test"},
         capture_output=True,
         text=True,
         timeout=120,
     )
-
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert loaded.stdout.strip().splitlines()[-1] == "openai"
+    return loaded.stdout.strip().splitlines()[-1]
