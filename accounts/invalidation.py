@@ -19,6 +19,7 @@ from core.local_cache import invalidate
 @receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="accounts.invalidate_key")
 def _key_changed(sender, instance, **kwargs):
     invalidate("apikey", instance.key_id)
+    invalidate("apikey", f"pk:{instance.pk}")  # as tasks read it (apikey_for_task)
 
 
 @receiver([post_save, post_delete], sender=User, dispatch_uid="accounts.invalidate_user")

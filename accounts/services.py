@@ -377,7 +377,7 @@ def apikey_authenticate(*, raw_key: str, request) -> ApiKey:
     so a revocation holds in every process within milliseconds of its commit.
     """
     key_id, secret = _parsed(raw_key)
-    key = _checked(local_cache.get("apikey", key_id, load=lambda: _key_record(key_id)), secret)
+    key = _checked(local_cache.get("apikey", key_id, load=lambda: _key_record(key_id=key_id)), secret)
     _touch_last_used(key, client_ip(request), timezone.now())
     return key
 
@@ -385,7 +385,7 @@ def apikey_authenticate(*, raw_key: str, request) -> ApiKey:
 async def apikey_authenticate_async(*, raw_key: str) -> ApiKey:
     """apikey_authenticate for async code; the last use is written by the run recorder (agents.recording)."""
     key_id, secret = _parsed(raw_key)
-    return _checked(await local_cache.aget("apikey", key_id, load=lambda: _key_record(key_id)), secret)
+    return _checked(await local_cache.aget("apikey", key_id, load=lambda: _key_record(key_id=key_id)), secret)
 
 
 def _parsed(raw_key: str) -> tuple[str, str]:
@@ -395,10 +395,16 @@ def _parsed(raw_key: str) -> tuple[str, str]:
     return parsed
 
 
-def _key_record(key_id: str) -> ApiKey | None:
+def apikey_for_task(*, pk: int) -> ApiKey | None:
+    """The key a task was started with (whatever its state now), with its user, role and permissions, from
+    the process's cache as authentication reads it."""
+    return local_cache.get("apikey", f"pk:{pk}", load=lambda: _key_record(pk=pk))
+
+
+def _key_record(**lookup) -> ApiKey | None:
     """The key with its user, and the user's role and permissions worked out: all authentication and
     authorization read, so a cached key answers them without the database."""
-    key = ApiKey.objects.select_related("user").filter(key_id=key_id).first()
+    key = ApiKey.objects.select_related("user").filter(**lookup).first()
     if key is not None:
         key.user.role  # noqa: B018  (kept on the user object)
         key.user.get_all_permissions()  # likewise

@@ -1,6 +1,6 @@
 from django.contrib.auth import get_user_model
 
-from accounts.models import ApiKey
+from accounts.services import apikey_for_task
 from agents.selectors import agent_for_task
 from agents.services.invocation import agent_invoke
 from core.async_runner import run
@@ -13,9 +13,12 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
     all in flight on the process's event loop (core.async_runner). The task id is the run's idempotency key:
     a retry after a lost worker reuses the recorded run instead of calling (and charging) again. A provider
     down or a quota reached is retried by the tracked-task base."""
-    api_key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first() if api_key_id else None
-    user = api_key.user if api_key and api_key.user_id == user_id else get_user_model().objects.get(pk=user_id)
-    user.role  # noqa: B018  (read here, in the task's thread, not by the pipeline on the event loop)
+    api_key = apikey_for_task(pk=api_key_id) if api_key_id else None
+    if api_key and api_key.user_id == user_id:
+        user = api_key.user
+    else:
+        user = get_user_model().objects.get(pk=user_id)
+        user.role  # noqa: B018  (read here, in the task's thread, not by the pipeline on the event loop)
     agent = agent_for_task(agent_id)
     result = run(
         agent_invoke(
@@ -25,6 +28,7 @@ def agent_invoke_task(self, *, agent_id, user_id, messages, api_key_id=None, byp
             api_key=api_key,
             bypass_cache=bypass_cache,
             idempotency_key=str(self.request.id),
+            first_attempt=self.request.claimed_attempt == 1,
             **request,
         )
     )

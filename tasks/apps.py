@@ -76,4 +76,6 @@ class TasksConfig(AppConfig):
     }
 
     def ready(self):
+        from tasks import invalidation  # noqa: F401  (the webhook endpoints each process keeps)
+
         check_task_settings()

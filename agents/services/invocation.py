@@ -160,12 +160,14 @@ async def agent_invoke(
     api_key=None,
     bypass_cache: bool = False,
     idempotency_key: str = "",
+    first_attempt: bool = False,
     client_ip: str | None = None,
     **request,
 ) -> InvokeResult:
     """Invoke an agent and wait for its answer. Raises ValidationError, Refused, a quota refusal or
-    ProviderError."""
-    prior = await recorded_run(user, idempotency_key)
+    ProviderError. `first_attempt`: the caller knows nothing ran under the idempotency key yet (a task's
+    first delivery), so no recorded run is looked for."""
+    prior = None if first_attempt else await recorded_run(user, idempotency_key)
     if prior is not None:  # a retried request: the run was recorded (and charged) already
         return InvokeResult(
             run=prior,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from opentelemetry.trace import SpanKind
 from standardwebhooks import Webhook
 
-from core import tracing
+from core import local_cache, tracing
 from core.encryption import decrypt
 from tasks import outbound
 from tasks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -147,6 +147,7 @@ def _count_failure(endpoint: WebhookEndpoint, *, gone: bool) -> None:
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
             is_active=False, disabled_reason=reason, disabled_at=timezone.now()
         )
+        local_cache.invalidate("webhook-endpoints", endpoint.owner_id)  # an update() sends no signal
         logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
 
 

@@ -127,4 +127,6 @@ def _notify(record: TaskRecord) -> None:
         return
     from tasks.serializers import TaskRecordSerializer
 
-    webhooks_emit(owner_id=record.owner_id, event_type=f"task.{record.status}", data=TaskRecordSerializer(record).data)
+    webhooks_emit(
+        owner_id=record.owner_id, event_type=f"task.{record.status}", data=lambda: TaskRecordSerializer(record).data
+    )

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import local_cache
 from core.encryption import encrypt
 from tasks import outbound
 from tasks.broker import send_on_commit
@@ -96,9 +97,12 @@ def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, grace: timedelt
     return secret
 
 
-def webhooks_emit(*, owner_id: int, event_type: str, data: dict) -> list[WebhookDelivery]:
-    """One delivery per active endpoint of the owner subscribed to `event_type`, sent after commit."""
-    endpoints = WebhookEndpoint.objects.filter(owner_id=owner_id, is_active=True, events__contains=[event_type])
+def webhooks_emit(*, owner_id: int, event_type: str, data) -> list[WebhookDelivery]:
+    """One delivery per active endpoint of the owner subscribed to `event_type`, sent after commit. `data` may
+    be a function that builds it: called only when an endpoint is subscribed (most owners have none)."""
+    endpoints = [pk for pk, events in _subscriptions(owner_id) if event_type in events]
+    if endpoints and callable(data):
+        data = data()
     deliveries = [_new_delivery(endpoint, event_type, data) for endpoint in endpoints]
     for delivery in deliveries:
         send_delivery_on_commit(delivery.pk)
@@ -107,13 +111,25 @@ def webhooks_emit(*, owner_id: int, event_type: str, data: dict) -> list[Webhook
 
 def webhooks_emit_to(*, endpoint: WebhookEndpoint, event_type: str, data: dict) -> list[WebhookDelivery]:
     """One delivery to this endpoint, attempted by the caller (the ping task)."""
-    return [_new_delivery(endpoint, event_type, data)]
+    return [_new_delivery(endpoint.pk, event_type, data)]
 
 
-def _new_delivery(endpoint, event_type, data) -> WebhookDelivery:
+def _subscriptions(owner_id: int) -> list[tuple[int, list[str]]]:
+    """The owner's active endpoints and their events, kept in the process (every task that ends asks; most
+    owners have none) and dropped everywhere when one changes (tasks.invalidation)."""
+    return local_cache.get(
+        "webhook-endpoints",
+        owner_id,
+        load=lambda: list(
+            WebhookEndpoint.objects.filter(owner_id=owner_id, is_active=True).values_list("pk", "events")
+        ),
+    )
+
+
+def _new_delivery(endpoint_id: int, event_type, data) -> WebhookDelivery:
     payload = {"type": event_type, "timestamp": timezone.now().isoformat(), "data": data}
     return WebhookDelivery.objects.create(
-        endpoint=endpoint,
+        endpoint_id=endpoint_id,
         event_id=f"msg_{uuid.uuid4().hex}",
         event_type=event_type,
         payload=payload,

@@ -5,8 +5,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey, SecurityEvent, parse_key
-from accounts.services import apikey_revoke, apikey_rotate, apikeys_expire_due
+from accounts.services import apikey_for_task, apikey_revoke, apikey_rotate, apikeys_expire_due
+from core import local_cache
 from tests.conftest import api_client, make_key, make_user
+from tests.tasks.conftest import wait_until
 
 
 def events(user, kind):
@@ -85,6 +87,26 @@ def test_a_revoked_key_stops_at_once_and_cannot_be_rotated(alice):
     assert api_client(key=full_key).get("/api/v1/me").status_code == 401
     assert api_client(alice).post(f"/api/v1/keys/{key.pk}/rotate").status_code == 409
     assert events(alice, SecurityEvent.Kind.KEY_REVOKED).get().actor == alice
+
+
+@pytest.mark.django_db
+def test_a_task_reads_its_key_with_the_role_once_per_process_and_again_once_the_key_changes(
+    alice, django_assert_num_queries
+):
+    make_key(alice)
+    key = ApiKey.objects.get(user=alice)
+    apikey_for_task(pk=key.pk)
+    wait_until(lambda: local_cache._cache.listening)  # entries are kept once the listener is subscribed
+    first = apikey_for_task(pk=key.pk)
+
+    with django_assert_num_queries(0):
+        again = apikey_for_task(pk=key.pk)
+
+    assert again is first and (again.user, again.user.role, again.revoked_at) == (alice, "member", None)
+    apikey_revoke(key=key, actor=alice)
+    assert apikey_for_task(pk=key.pk).revoked_at is not None
+    alice.groups.clear()  # her role taken away: every key of hers is read again
+    assert apikey_for_task(pk=key.pk).user.role is None
 
 
 @pytest.mark.django_db

@@ -4,13 +4,14 @@ import asyncio
 import json
 
 import pytest
+from celery import current_app
 from django.db.models import Sum
 
 from agents.models import AgentRun
 from quotas.models import QuotaPolicy, UsageRecord
 from tasks.models import TaskRecord
 from tests.agents.conftest import post
-from tests.conftest import make_key
+from tests.conftest import api_client, make_key
 from tests.processes import GunicornProcess
 from tests.quotas.helpers import counter
 from tests.tasks.conftest import wait_until
@@ -48,6 +49,29 @@ def test_one_agents_worker_holds_64_calls_at_once_and_charges_each_once(
     assert sorted(runs.values_list("idempotency_key", flat=True)) == sorted(records)
     tokens = UsageRecord.objects.aggregate(total=Sum("input_tokens") + Sum("output_tokens"))["total"]
     assert counter("budget", alice, "tokens_per_day") == tokens > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_invocation_delivered_again_after_its_run_was_recorded_is_answered_by_that_run_and_charged_once(
+    agents_worker, alice, model, agent, fake_llm
+):
+    # Given an asynchronous invocation the worker has made, recorded and charged
+    QuotaPolicy.objects.create(name="budget", tokens_per_day=1_000_000)
+    client = api_client(key=make_key(alice, scopes=["agents:invoke"]))
+    body = {"messages": [{"role": "user", "content": "once"}]}
+    path = f"/api/v1/agents/{agent.pk}/invoke?async=1"
+    started = client.post(path, body, format="json", HTTP_CACHE_CONTROL="no-cache").json()  # no answer to reuse
+    first = wait_until(lambda: TaskRecord.objects.filter(pk=started["id"], status="succeeded").first())
+    charged = counter("budget", alice, "tokens_per_day")
+
+    # When its message comes again, as after a worker that died between the call and finishing the record
+    TaskRecord.objects.filter(pk=first.pk).update(status=TaskRecord.Status.RUNNING)
+    current_app.send_task("agents.invoke", kwargs=first.input, task_id=str(first.pk), queue="agents")
+    again = wait_until(lambda: TaskRecord.objects.filter(pk=first.pk, status="succeeded", attempts=2).first())
+
+    # Then the second attempt answers with the recorded run: no second provider call, no second charge
+    assert again.result == first.result and fake_llm.chat_calls() == 1
+    assert AgentRun.objects.count() == 1 and counter("budget", alice, "tokens_per_day") == charged > 0
 
 
 async def start_all(port: int, agent_id: int, key: str, count: int) -> list:

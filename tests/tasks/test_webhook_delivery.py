@@ -77,6 +77,38 @@ def test_a_finished_task_is_announced_to_its_owners_endpoints(celery_worker, ali
     assert verify_standard_webhook(endpoint["secret"], request["headers"], request["body"])
 
 
+def test_the_worker_announces_to_an_endpoint_added_after_its_last_task_and_stops_when_it_is_disabled(
+    celery_worker, alice, receiver
+):
+    # Given tasks of alice's that ended while she had no endpoint (the worker keeps her endpoints in mind)
+    for _ in range(2):
+        ended = start_task("tests.fail", alice)
+        wait_until(lambda: finished(ended))  # noqa: B023  (called within the iteration)
+
+    # When she adds an endpoint, then disables it, each before a task of hers ends
+    endpoint = register(alice, receiver.url, events=["task.failed"])
+    announced = start_task("tests.fail", alice)
+    receiver.wait_for(1)
+    api_client(alice).patch(f"/api/v1/webhooks/{endpoint['id']}", {"is_active": False}, format="json")
+    silent = start_task("tests.fail", alice)
+    marker = start_task("tests.slow_append", None, key=f"marker:{silent.pk}", steps=1, step_seconds=0)
+    wait_until(lambda: finished(marker))  # the solo worker is FIFO: the silent task's ending is behind it
+
+    # Then the task that ended while it was active was announced, and only that one
+    assert finished(silent) and receiver.events()[0]["data"]["id"] == str(announced.pk)
+    assert [delivery.payload["data"]["id"] for delivery in WebhookDelivery.objects.all()] == [str(announced.pk)]
+
+
+def start_task(kind, owner, **input):
+    with transaction.atomic():
+        record, _ = task_start(kind=kind, owner=owner, input=input)
+    return record
+
+
+def finished(record) -> bool:
+    return TaskRecord.objects.get(pk=record.pk).is_finished
+
+
 def test_after_a_secret_rotation_events_are_signed_with_both_secrets(celery_worker, alice, receiver):
     endpoint = register(alice, receiver.url)
 
