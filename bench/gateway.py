@@ -205,10 +205,12 @@ def wrk(endpoint: Endpoint, connections: int, seconds: float, timeout: float) ->
 
 class ProcessSampler:
     """The largest resident set of one process while a measurement runs (psutil, every 100 ms), and the CPU
-    time it used: CPU per request does not depend on what else the shared machine is doing."""
+    time it used: CPU per request does not depend on what else the shared machine is doing. With `port`, also
+    the connections waiting in that port's listen queue, not yet accepted by the server: the most, and on average."""
 
-    def __init__(self, pid: int | None):
-        self.pid, self.most, self.cpu_seconds = pid, 0, None
+    def __init__(self, pid: int | None, port: int | None = None):
+        self.pid, self.port, self.most, self.cpu_seconds = pid, port, 0, None
+        self.waiting: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -221,6 +223,8 @@ class ProcessSampler:
                 self.most = max(self.most, process.memory_info().rss)
             except psutil.Error:
                 return
+            if self.port:
+                self.waiting.append(listen_queue(self.port))
             self._stop.wait(0.1)
 
     def _cpu(self) -> float:
@@ -240,6 +244,16 @@ class ProcessSampler:
         if self.pid:
             self._thread.join()
             self.cpu_seconds = self._cpu() - self._cpu_start
+
+
+def listen_queue(port: int) -> int:
+    """Connections waiting to be accepted on a listening TCP port (/proc/net/tcp: rx_queue of the LISTEN row)."""
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 def request(endpoint: Endpoint, timeout: float = 30) -> tuple[int, dict, bytes]:
@@ -322,6 +336,12 @@ def row(label: str, connections: int, result: dict) -> None:
         print(f"  {'':<46}no answer at all during the line: every connection waited throughout", flush=True)
     if result["socket_errors"]:
         print(f"  {'':<46}socket errors: {result['socket_detail']}", flush=True)
+    if result.get("waiting"):
+        print(f"  {'':<46}connections waiting to be accepted: {_waiting(result)}", flush=True)
+
+
+def _waiting(result: dict) -> str:
+    return "none" if not result.get("waiting") else "up to {}, {:.0f} on average".format(*result["waiting"])
 
 
 def ratio(a, b) -> str:
@@ -343,12 +363,15 @@ class Bench:
         if warmup and args.warmup > 0:
             wrk(endpoint, connections, args.warmup, args.timeout)
         served = self.provider.served()
-        with ProcessSampler(pid) as sampler:
+        port = int(endpoint.url.split(":")[2].split("/")[0])
+        with ProcessSampler(pid, port) as sampler:
             result = wrk(endpoint, connections, seconds or args.seconds, args.timeout)
         served_after = self.provider.served()
         known = served is not None and served_after is not None and result["requests"]
         result["upstream"] = (served_after - served) / result["requests"] if known else None
         result["rss_mib"] = sampler.most / 2**20 if pid else None
+        waiting = sampler.waiting
+        result["waiting"] = (max(waiting), sum(waiting) / len(waiting)) if any(waiting) else None
         done = sampler.cpu_seconds is not None and result["requests"]
         result["cpu_us"] = sampler.cpu_seconds / result["requests"] * 1e6 if done else None
         row(label, connections, result)
@@ -791,7 +814,7 @@ def summary(bench: Bench) -> None:
                 f"{c / slow_s:.0f}, instant rate at 64 = {ceiling['ok_rps'] if ceiling else float('nan'):.0f}) = {goal:.0f}: "
                 f"x{share:.2f} of the goal ({'within' if share >= 0.9 else 'NOT within'} 10 %); errors "
                 f"{slow['non_2xx']} non-2xx + {slow['socket_errors']} socket; p99 {_fmt(slow['p99'], '.0f')} ms; "
-                f"RSS max {_fmt(slow['rss_mib'], '.0f')} MiB"
+                f"RSS max {_fmt(slow['rss_mib'], '.0f')} MiB; waiting to be accepted: {_waiting(slow)}"
                 + ("; no answer at all during the line" if not slow["requests"] else "")
                 + (f"; the provider called directly at {c}: {direct['ok_rps']:.0f} req/s" if direct else "")
             )
