@@ -100,10 +100,10 @@ def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, grace: timedelt
 def webhooks_emit(*, owner_id: int, event_type: str, data) -> list[WebhookDelivery]:
     """One delivery per active endpoint of the owner subscribed to `event_type`, sent after commit. `data` may
     be a function that builds it: called only when an endpoint is subscribed (most owners have none)."""
-    endpoints = [pk for pk, events in _subscriptions(owner_id) if event_type in events]
-    if endpoints and callable(data):
+    endpoint_ids = [pk for pk, events in _subscriptions(owner_id) if event_type in events]
+    if endpoint_ids and callable(data):
         data = data()
-    deliveries = [_new_delivery(endpoint, event_type, data) for endpoint in endpoints]
+    deliveries = [_new_delivery(endpoint_id, event_type, data) for endpoint_id in endpoint_ids]
     for delivery in deliveries:
         send_delivery_on_commit(delivery.pk)
     return deliveries
