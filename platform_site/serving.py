@@ -6,7 +6,8 @@ The loop is asyncio's, taking at most ACCEPTS_PER_TURN waiting connections each 
 ready. uvloop's libuv (1.52 in uvloop 0.23) takes one per turn of the loop (libuv pull request 3696), and a
 turn of a busy process takes a tenth of a second or more: with a thousand calls in flight, 600 new
 connections waited up to 30 s to be accepted before their requests were even read. asyncio alone takes the
-whole backlog at once, so one worker process took every connection of a burst and left the others idle.
+whole backlog at once: a busy process could take a burst of a thousand in one turn while the others idle.
+(Idle processes are woken in the same order every time, so a small burst still tends to go to one of them.)
 
     gunicorn platform_site.asgi:application -k platform_site.serving.Worker
 """
