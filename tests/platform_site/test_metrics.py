@@ -66,8 +66,8 @@ def test_requests_spread_over_four_web_processes_are_counted_exactly_once_each(w
     key = make_key(alice, scopes=["agents:invoke"])
 
     # When clients invoke the agent 50 at once (each on its own connection), until more than one process has
-    # served them (a process takes up to 64 waiting connections at a time, so a burst may all go to one),
-    # and 40 read the health page
+    # served them (which process accepts a connection is up to the kernel and the loops: a burst may all go
+    # to one), and 40 read the health page
     invoked = 0
     while invoked < 1000 and len(pids_that_counted(tmp_path / "metrics", INVOKE)) < 2:
         answers = asyncio.run(invoke_all(web4.port, agent.pk, key, [f"question {invoked + n}" for n in range(50)]))
