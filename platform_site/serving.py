@@ -4,7 +4,7 @@ process management and the configuration (gunicorn.conf.py) the platform already
 
 uvloop's libuv (1.52 in uvloop 0.23) accepts one connection per turn of the loop (libuv pull request 3696).
 When a process is saturated a turn takes a tenth of a second or more, and new connections wait in the listen
-queue meanwhile (bench/gateway.py shows how many). asyncio's own loop accepts them at once, but cost 20-45 %
+queue meanwhile (bench/gateway.py shows how many). asyncio's own loop accepts them at once, but cost 45-60 %
 more CPU per call with 1,000 calls in flight (issue 14's note of 2026-11-29).
 
     gunicorn platform_site.asgi:application -k platform_site.serving.Worker
