@@ -1,12 +1,17 @@
 """The web process's server (platform_site.serving): a burst of connections is accepted within a few turns of
-the event loop, however long each turn takes, and a server shutting down lets calls in flight finish."""
+the event loop, however long each turn takes; a process out of file descriptors pauses accepting instead of
+spinning; a server shutting down lets calls in flight finish."""
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import uvicorn
 import uvloop
+from django.conf import settings
 
 from platform_site import serving
 
@@ -131,3 +136,61 @@ def test_shutdown_stops_accepting_and_lets_calls_in_flight_finish():
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert answer.endswith(b"finished\r\n0\r\n\r\n")  # the whole chunked body
     assert refused
+
+
+SERVER_OUT_OF_FILES = """
+import asyncio, logging, resource, socket, sys
+import uvicorn, uvloop
+from platform_site import serving
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(message)s")
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+async def main():
+    listener = socket.create_server(("127.0.0.1", 0), backlog=100)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", log_level="warning")
+    server = serving.Server(config=config)
+    running = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    open_now = len(__import__("os").listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 10, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print("port", listener.getsockname()[1], flush=True)
+    await running
+
+uvloop.run(main())
+"""
+
+
+def test_a_process_out_of_file_descriptors_pauses_accepting_and_serves_again(tmp_path):
+    """Past its open-files limit a process cannot accept: it says so once a second instead of spinning on the
+    readable socket, keeps the connections it has, and takes the waiting ones once some have closed."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_OUT_OF_FILES],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=settings.BASE_DIR,
+    )
+    try:
+        port = int(server.stdout.readline().split()[1])
+        clients = connect(port, 30)  # 10 fit under the limit; the others wait in the listen queue
+        time.sleep(1.5)
+        for client in clients[:10]:
+            assert read_answer(client).startswith(b"HTTP/1.1 200 OK")
+            client.close()  # frees the server's descriptors: it accepts again within a second
+        for client in clients[10:20]:
+            assert read_answer(client).startswith(b"HTTP/1.1 200 OK")
+            client.close()
+        for client in clients[20:]:
+            assert read_answer(client).startswith(b"HTTP/1.1 200 OK")
+            client.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=10)
+    pauses = [line for line in output.splitlines() if "accept failed, pausing" in line]
+    assert 1 <= len(pauses) <= 10, output[-2000:]
+    assert "Too many open files" in pauses[0]
