@@ -151,6 +151,6 @@ gc.freeze()
 # seconds, so at 700 its objects were promoted to the older generations and scanned again and again: with
 # 1,000 calls in flight the collector took 24 % of the process's CPU (6 % at 64 calls). At 10,000 it took
 # 11-16 %, and the process served 15 % more calls per second. At one connection a call's median is unchanged;
-# a hit's p99 went from 4 to 6 ms, a young collection (about 5 ms) falling on one request in six (issue 14's
+# a hit's p99 went from 4 to 6 ms: a young collection (about 5 ms) falls on one request in 120 (issue 14's
 # note of 2026-11-29).
 gc.set_threshold(10_000, 10, 10)
