@@ -48,6 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -336,12 +337,12 @@ def row(label: str, connections: int, result: dict) -> None:
         print(f"  {'':<46}no answer at all during the line: every connection waited throughout", flush=True)
     if result["socket_errors"]:
         print(f"  {'':<46}socket errors: {result['socket_detail']}", flush=True)
-    if result.get("waiting"):
+    if result["waiting"]:
         print(f"  {'':<46}connections waiting to be accepted: {_waiting(result)}", flush=True)
 
 
 def _waiting(result: dict) -> str:
-    return "none" if not result.get("waiting") else "up to {}, {:.0f} on average".format(*result["waiting"])
+    return "up to {}, {:.0f} on average".format(*result["waiting"]) if result["waiting"] else "none"
 
 
 def ratio(a, b) -> str:
@@ -363,8 +364,7 @@ class Bench:
         if warmup and args.warmup > 0:
             wrk(endpoint, connections, args.warmup, args.timeout)
         served = self.provider.served()
-        port = int(endpoint.url.split(":")[2].split("/")[0])
-        with ProcessSampler(pid, port) as sampler:
+        with ProcessSampler(pid, urlsplit(endpoint.url).port) as sampler:
             result = wrk(endpoint, connections, seconds or args.seconds, args.timeout)
         served_after = self.provider.served()
         known = served is not None and served_after is not None and result["requests"]
