@@ -1,5 +1,7 @@
 """Shared fixtures: real PostgreSQL, Redis and Celery processes; nothing of ours is mocked."""
 
+import time
+
 import pytest
 
 from platform_site import embedded
@@ -198,6 +200,14 @@ def make_key(user, scopes=("account:read", "keys:manage"), **kwargs) -> str:
         user=user, name=kwargs.pop("name", "test key"), scopes=list(scopes), actor=user, **kwargs
     )
     return full_key
+
+
+def in_one_minute(seconds: float = 15) -> None:
+    """Wait, if need be, for a minute with `seconds` still ahead: the limiter's windows are fixed, so requests
+    meant to share a per-minute limit must not straddle the turn of a minute."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.05)
 
 
 def api_client(user=None, key: str | None = None):

@@ -13,7 +13,7 @@ from agents.models import Agent, AgentType, LanguageModel, Provider
 from agents.services.pipeline import Call
 from quotas.models import QuotaPolicy
 from tests.agents.conftest import post
-from tests.conftest import make_key
+from tests.conftest import in_one_minute, make_key
 from tests.metrics import scrape, value
 from tests.processes import GunicornProcess
 
@@ -73,6 +73,7 @@ def test_a_cache_hit_a_quota_refusal_and_a_provider_error_each_show_in_their_met
     # When a quota of two requests a minute refuses the third
     QuotaPolicy.objects.create(name="tight", requests_per_minute=2)
     time.sleep(1.5)  # a policy reaches the other processes within a second (through Redis), not at once
+    in_one_minute()
     statuses = [invoke(web, agent, key, f"question {n}")[0] for n in range(3)]
     assert statuses == [200, 200, 429]
     text = metrics(web)

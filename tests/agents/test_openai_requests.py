@@ -12,7 +12,7 @@ from agents.models import AgentRun, ExposedModel
 from agents.services.agents import agent_create
 from agents.services.catalog import exposed_model_save
 from quotas.models import QuotaPolicy
-from tests.conftest import api_client, make_key
+from tests.conftest import api_client, in_one_minute, make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +107,7 @@ def test_a_bad_request_is_a_400_naming_the_field_and_calls_nothing(client, agent
 def test_errors_come_in_openai_shape_with_openai_statuses(alice, agent, fake_llm, settings):
     settings.CONTENT_BLOCKLIST = [r"\bforbidden\b"]
     QuotaPolicy.objects.create(name="tight", requests_per_minute=1)
+    in_one_minute()
     keyless = chat(api_client())
     wrong_scope = chat(api_client(key=make_key(alice, scopes=["agents:read"])))
     client = api_client(key=make_key(alice, scopes=["agents:invoke"]))

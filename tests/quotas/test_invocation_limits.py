@@ -5,12 +5,13 @@ import pytest
 from accounts.models import SecurityEvent
 from quotas.models import QuotaPolicy
 from tests.agents.conftest import ask
-from tests.conftest import api_client, make_key
+from tests.conftest import api_client, in_one_minute, make_key
 
 
 @pytest.mark.django_db
 def test_refusals_are_429s_with_retry_after_ratelimit_headers_and_a_body_naming_the_limit(alice, agent, fake_llm):
     QuotaPolicy.objects.create(name="slow", requests_per_minute=2)
+    in_one_minute()
     client = api_client(alice)
 
     first = ask(client, agent, "one")
@@ -37,6 +38,7 @@ def test_a_policy_on_an_api_key_counts_that_key_only(alice, agent, fake_llm):
     QuotaPolicy.objects.create(
         name="one-per-minute", applies_to="api_key", api_key=ApiKey.objects.get(name="limited"), requests_per_minute=1
     )
+    in_one_minute()
 
     assert ask(api_client(key=limited_key), agent, "a").status_code == 200
     assert ask(api_client(key=limited_key), agent, "b").status_code == 429
@@ -47,6 +49,7 @@ def test_a_policy_on_an_api_key_counts_that_key_only(alice, agent, fake_llm):
 def test_agent_type_default_limits_apply(alice, agent, agent_type, fake_llm):
     agent_type.requests_per_minute = 1
     agent_type.save()
+    in_one_minute()
 
     assert ask(api_client(alice), agent, "a").status_code == 200
     refused = ask(api_client(alice), agent, "b")

@@ -9,12 +9,14 @@ from django.db import connection
 from quotas.limiter import window
 from quotas.models import QuotaPolicy
 from quotas.services.admission import QuotaExceeded
+from tests.conftest import in_one_minute
 from tests.quotas.helpers import admit, counter, run_in_threads
 
 
 @pytest.mark.django_db(transaction=True)
 def test_many_threads_at_one_limit_admit_exactly_the_limit(alice):
     QuotaPolicy.objects.create(name="rpm", requests_per_minute=25)
+    in_one_minute()
     admitted, barrier = [], threading.Barrier(8)
 
     def fire(_):
@@ -39,6 +41,7 @@ def test_many_threads_at_one_limit_admit_exactly_the_limit(alice):
 def test_a_request_refused_by_one_limit_consumes_nothing_from_the_others(alice):
     QuotaPolicy.objects.create(name="rpm", requests_per_minute=100)
     QuotaPolicy.objects.create(name="tpm", tokens_per_minute=1000)
+    in_one_minute()
 
     admit(alice, tokens=600)
     with pytest.raises(QuotaExceeded) as refused:
@@ -75,6 +78,7 @@ def test_every_applicable_policy_must_pass_and_others_do_not_apply(alice, bob):
     QuotaPolicy.objects.create(name="for-bob", applies_to="user", user=bob, requests_per_minute=1)
     QuotaPolicy.objects.create(name="other-type", agent_type="not-helper", requests_per_minute=1)
     QuotaPolicy.objects.create(name="members", applies_to="role", role="member", requests_per_minute=3)
+    in_one_minute()
 
     for _ in range(3):
         admit(alice)
@@ -91,6 +95,7 @@ def test_every_applicable_policy_must_pass_and_others_do_not_apply(alice, bob):
 def test_a_policy_named_like_the_built_in_defaults_counts_on_its_own(alice, settings):
     settings.QUOTA_DEFAULTS = {"requests_per_minute": 3}
     QuotaPolicy.objects.create(name="default", requests_per_minute=3)
+    in_one_minute()
 
     for _ in range(3):
         admit(alice)

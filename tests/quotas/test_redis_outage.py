@@ -5,7 +5,7 @@ import pytest
 from quotas.models import QuotaPolicy
 from quotas.services.admission import QuotaExceeded, QuotaUnavailable
 from tests.agents.conftest import ask
-from tests.conftest import api_client, make_user
+from tests.conftest import api_client, in_one_minute, make_user
 from tests.quotas.helpers import admit
 
 
@@ -25,6 +25,7 @@ def test_with_redis_down_rate_limits_fall_back_to_the_process_and_budgets_refuse
     QuotaPolicy.objects.create(name="rpm", requests_per_minute=2)
     QuotaPolicy.objects.create(name="bob-budget", applies_to="user", user=bob, tokens_per_day=10_000)
     dead_redis(settings, tmp_path)
+    in_one_minute()
 
     reservations = [admit(alice), admit(alice)]
     with pytest.raises(QuotaExceeded):
