@@ -3,11 +3,11 @@ opened it), with the platform's socket timeouts and fail-fast policy (core.redis
 as django-redis reads it. Its pool holds REDIS_MAX_CONNECTIONS; past that a command waits for a free
 connection (up to REDIS_POOL_WAIT_SECONDS) rather than failing: a thousand calls in flight share them.
 
-Connecting and reading time out only for Redis's own delay. An asyncio timeout counts the time the event
-loop spends on other requests too: with a thousand calls arriving at once on one core, the loop can take
-longer than REDIS_SOCKET_TIMEOUT to come back to an answer that arrived at once, and Redis, blamed for it,
-would be declared down for every request. So a deadline that finds the loop behind, or the answer waiting
-unread, gives Redis another window (at most PATIENCE_WINDOWS in all).
+Connecting, reading and waiting for a free connection time out only for Redis's own delay. An asyncio
+timeout counts the time the event loop spends on other requests too: with a thousand calls arriving at once
+on one core, the loop can take longer than REDIS_SOCKET_TIMEOUT to come back to an answer that arrived at
+once, and Redis, blamed for it, would be declared down for every request. So a deadline that finds the loop
+behind, or the answer waiting unread, gives Redis another window (at most PATIENCE_WINDOWS in all).
 """
 
 import asyncio
@@ -18,6 +18,7 @@ import weakref
 import redis.asyncio
 import redis.asyncio.sentinel
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import redis_connections
@@ -85,6 +86,29 @@ class _Patient:
             raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
 
 
+class _PatientPool:
+    """Mixed into the bounded pools: waiting for a free connection times out only for Redis's own delay too.
+    Its connections are held by commands whose answers a busy loop has not read yet; when the loop comes
+    back, the deadline runs before those answers are read and would fail a command Redis was keeping up
+    with."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wait_seconds, self.timeout = self.timeout, None  # the pool's own asyncio timeout: none
+
+    async def get_connection(self, *args, **kwargs):
+        try:
+            async with _PatientTimeout(self.wait_seconds):
+                return await super().get_connection(*args, **kwargs)
+        except TimeoutError:
+            raise RedisConnectionError("No connection available.") from None
+
+
+_PATIENT_POOL = {
+    base: type(f"Patient{base.__name__}", (_PatientPool, base), {})
+    for base in (redis.asyncio.BlockingConnectionPool, redis_connections.BlockingSentinelConnectionPool)
+}
+
 _PATIENT = {
     base: type(f"Patient{base.__name__}", (_Patient, base), {})
     for base in (
@@ -105,6 +129,7 @@ def client() -> redis.asyncio.Redis:
             max_connections=settings.REDIS_MAX_CONNECTIONS,
             timeout=settings.REDIS_POOL_WAIT_SECONDS,
             connection_class=_PATIENT.__getitem__,  # the URL chose TCP, TLS, a Unix socket or Sentinel
+            pool_class=_PATIENT_POOL.__getitem__,
             socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
             socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
             retry=AsyncFailFast(),

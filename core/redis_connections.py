@@ -143,14 +143,16 @@ def async_pool(
     max_connections: int,
     timeout: float,
     connection_class: Callable[[type], type] = lambda base: base,
+    pool_class: Callable[[type], type] = lambda base: base,
     **options,
 ) -> redis.asyncio.BlockingConnectionPool:
     """A bounded pool that waits `timeout` for a free connection. `connection_class` maps the class redis-py
     chose (TCP, TLS, Unix socket, Sentinel-managed) to the one to use; it applies to the sentinels' own
-    connections too. `options` are the connections' (timeouts, retry)."""
+    connections too. `pool_class` does the same for the pool. `options` are the connections' (timeouts,
+    retry)."""
     service = sentinel_service(url)
     if service is None:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
+        pool = pool_class(redis.asyncio.BlockingConnectionPool).from_url(
             url, max_connections=max_connections, timeout=timeout, **options
         )
     else:
@@ -162,7 +164,7 @@ def async_pool(
         )
         for asker in sentinel.sentinels:
             asker.connection_pool.connection_class = connection_class(asker.connection_pool.connection_class)
-        pool = BlockingSentinelConnectionPool(
+        pool = pool_class(BlockingSentinelConnectionPool)(
             service.name,
             sentinel,
             db=service.db,
