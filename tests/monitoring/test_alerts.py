@@ -22,7 +22,7 @@ from agents.models import AgentRun
 from monitoring import error_log, watchdog
 from monitoring.models import Alert, AlertNotification, AlertRule
 from monitoring.services import alerts_evaluate, alerts_silence
-from quotas.models import QuotaPolicy
+from quotas.models import QuotaPolicy, UsageRecord
 from quotas.services.ledger import usage_record
 from tasks import heartbeats
 from tasks.models import TaskRecord
@@ -62,6 +62,14 @@ def daily_budget(user, usd: str, name="alice-daily") -> QuotaPolicy:
     return QuotaPolicy.objects.create(name=name, applies_to="user", user=user, cost_per_day=Decimal(usd))
 
 
+def early_today():
+    """A minute past midnight (UTC) today, with what was spent so far dated then: the hours a test then evaluates
+    stay in today's budget window, whatever the time it runs at."""
+    start = timezone.now().replace(hour=0, minute=1, second=0, microsecond=0)
+    UsageRecord.objects.update(created_at=start)
+    return start
+
+
 def notifications(event=None) -> list[AlertNotification]:
     found = AlertNotification.objects.order_by("pk")
     return list(found.filter(event=event) if event else found)
@@ -92,7 +100,7 @@ def test_an_alert_is_notified_again_only_once_its_cooldown_has_passed(alice):
     rule("budget", 80, cooldown_minutes=60)
     daily_budget(alice, "10")
     spend(alice, "9")
-    start = timezone.now()
+    start = early_today()
     alerts_evaluate(now=start)
     alerts_evaluate(now=start + timedelta(minutes=59))
     assert [n.event for n in notifications()] == ["opened"]
@@ -107,7 +115,7 @@ def test_a_silenced_alert_sends_nothing_until_its_silence_ends_then_follows_its_
     rule("budget", 80, cooldown_minutes=60)
     daily_budget(alice, "10")
     spend(alice, "9")
-    start = timezone.now()
+    start = early_today()
     alerts_evaluate(now=start)
     alert = Alert.objects.get()
     assert alerts_silence(alerts=[alert], user=operator, until=start + timedelta(hours=3)) == 1
