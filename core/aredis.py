@@ -97,6 +97,8 @@ class _PatientPool:
         self.wait_seconds, self.timeout = self.timeout, None  # the pool's own asyncio timeout: none
 
     async def get_connection(self, *args, **kwargs):
+        if self.can_get_connection() and not self._condition.locked():  # one is free: no wait, no timer
+            return await super().get_connection(*args, **kwargs)
         try:
             async with _PatientTimeout(self.wait_seconds):
                 return await super().get_connection(*args, **kwargs)
