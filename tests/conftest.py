@@ -202,7 +202,7 @@ def make_key(user, scopes=("account:read", "keys:manage"), **kwargs) -> str:
     return full_key
 
 
-def in_one_minute(seconds: float = 15) -> None:
+def in_one_minute(seconds: float = 10) -> None:
     """Wait, if need be, for a minute with `seconds` still ahead: the limiter's windows are fixed, so requests
     meant to share a per-minute limit must not straddle the turn of a minute."""
     left = 60 - time.time() % 60
