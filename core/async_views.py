@@ -32,10 +32,13 @@ class AsyncAPIView(APIView):
         except Exception as exc:
             response = self.handle_exception(exc)
         response = self.finalize_response(request, response, *args, **kwargs)
-        return _rendered(response) if isinstance(response, Response) else response
+        if isinstance(response, Response):
+            response = _rendered(response)
+        request.parser_context = None  # DRF's request -> itself and this view: a reference cycle (see _rendered)
+        return response
 
     async def _authenticate(self, request) -> None:
-        for authenticator in self.get_authenticators():
+        for authenticator in request.authenticators:
             if hasattr(authenticator, "authenticate_async"):
                 found = await authenticator.authenticate_async(request)
             else:
@@ -62,7 +65,11 @@ def _with_role_and_permissions(authenticate):
 
 
 def _rendered(response: Response) -> HttpResponse:
+    """Rendered, and untied: DRF ties a response to itself, its request and its view (renderer_context), as it
+    ties the request to itself and the view (parser_context). Left tied, every call leaves about 50 objects
+    that only the garbage collector frees, which at 1,000 calls in flight took 15-20 % of the CPU."""
     response.render()
+    response.renderer_context = None
     rendered = HttpResponse(response.content, status=response.status_code)
     for name, value in response.items():
         rendered[name] = value

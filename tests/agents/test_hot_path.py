@@ -1,13 +1,23 @@
-"""The hot path's rule: a cache hit reads no PostgreSQL row and makes at most two Redis round trips."""
+"""The hot path's rules: a cache hit reads no PostgreSQL row and makes at most two Redis round trips; a call
+through the gateway leaves nothing for the garbage collector."""
+
+import gc
+import socket
 
 import pytest
 import redis.asyncio.connection
 import redis.connection
+from asgiref.sync import async_to_sync
+from django.http import HttpRequest, HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from core import local_cache
+from platform_site.gateway import GatewayHandler
 from quotas.models import QuotaPolicy
-from tests.agents.conftest import ask
+from tests.agents.conftest import ask, post
 from tests.conftest import api_client, make_key
+from tests.platform_site.test_serving import start, stop
 from tests.tasks.conftest import wait_until
 
 
@@ -60,3 +70,47 @@ def test_a_cache_hit_reads_no_database_row_and_makes_two_redis_round_trips(
     # closing pipeline (the counter, the run appended to the stream)
     assert response.status_code == 200 and response["X-Cache"] == "HIT"
     assert len(round_trips) == 2, round_trips
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(alice, agent, fake_llm):
+    # Given the gateway under the platform's server, in this process, and a client that has called it before
+    key = make_key(alice, scopes=["agents:invoke"])
+    question = {"messages": [{"role": "user", "content": "hello there"}]}
+    calls = [
+        (f"/api/v1/agents/{agent.pk}/invoke", question),  # a miss, then hits
+        (f"/api/v1/agents/{agent.pk}/invoke", {**question, "stream": True}),
+        ("/v1/chat/completions", {"model": "alice/helper", **question}),
+    ]
+
+    async def serve_and_call() -> tuple[list, list]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        server, running = await start(GatewayHandler(), listener)
+        port = listener.getsockname()[1]
+        try:
+            for path, body in calls:  # the process's caches and connections filled
+                await post(port, path, body, key)
+            # When calls are made with the collector off, its finds kept
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                statuses = [(await post(port, path, body, key))[0] for path, body in calls * 3]
+                gc.collect()
+                left = [type(found).__name__ for found in gc.garbage if isinstance(found, CALL_OBJECTS)]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+        finally:
+            await stop(server, running)
+        return statuses, left
+
+    statuses, left = async_to_sync(serve_and_call)()  # database work in this thread: the test's connection
+
+    # Then every call was answered, and no request, view or response of theirs was left in a reference cycle
+    assert statuses == [200] * 9
+    assert left == []
+
+
+CALL_OBJECTS = (HttpRequest, Request, APIView, HttpResponseBase)
