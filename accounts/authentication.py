@@ -33,11 +33,11 @@ def refuse_keys_in_query_string(request) -> None:
             )
 
 
-def _first_in_a_while(request, rejected: ApiKeyRejected) -> bool:
+def _first_in_a_while(request, key, reason: str) -> bool:
     """One security event per address, key and reason a minute: a flood of bad keys cannot flood the record."""
-    key = f"key-rejected:{client_ip(request)}:{rejected.key.pk if rejected.key else '-'}:{rejected.reason}"
+    marker = f"key-rejected:{client_ip(request)}:{key.pk if key else '-'}:{reason}"
     try:
-        return cache.add(key, 1, timeout=REJECTION_RECORD_INTERVAL)
+        return cache.add(marker, 1, timeout=REJECTION_RECORD_INTERVAL)
     except Exception:  # Redis down: record every one rather than none
         return True
 
@@ -52,7 +52,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             key = apikey_authenticate(raw_key=raw_key, request=request)
         except ApiKeyRejected as rejected:
-            self._rejected(request, rejected)
+            self._record_rejection(request, rejected.key, rejected.reason)
+            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
         return self._authenticated(key)
 
     async def authenticate_async(self, request):
@@ -66,8 +67,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             key = await apikey_authenticate_async(raw_key=raw_key)
         except ApiKeyRejected as rejected:
-            await database_sync_to_async(self._rejected)(request, rejected)
-        return self._authenticated(key)
+            rejected_key, reason = rejected.key, rejected.reason
+        else:
+            return self._authenticated(key)
+        # Recorded, and refused, outside the except block: asgiref takes the exception being handled into its
+        # thread and keeps it in a frame there, a reference cycle that would hold the whole request until the
+        # garbage collector runs.
+        await database_sync_to_async(self._record_rejection)(request, rejected_key, reason)
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
 
     def _presented(self, request, query_checked: bool = False) -> str | None:
         if not query_checked:
@@ -77,16 +84,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         return header[1].decode("ascii", errors="replace") if len(header) == 2 else ""
 
-    def _rejected(self, request, rejected: ApiKeyRejected):
-        if _first_in_a_while(request, rejected):
+    def _record_rejection(self, request, key, reason: str) -> None:
+        if _first_in_a_while(request, key, reason):
             security_event_record(
                 kind=SecurityEvent.Kind.KEY_REJECTED,
                 request=request,
-                user=rejected.key.user if rejected.key else None,
-                api_key=rejected.key,
-                reason=rejected.reason,
+                user=key.user if key else None,
+                api_key=key,
+                reason=reason,
             )
-        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS) from None
 
     def _authenticated(self, key):
         user_id_var.set(key.user.pk)

@@ -78,9 +78,10 @@ def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(ali
     key = make_key(alice, scopes=["agents:invoke"])
     question = {"messages": [{"role": "user", "content": "hello there"}]}
     calls = [
-        (f"/api/v1/agents/{agent.pk}/invoke", question),  # a miss, then hits
-        (f"/api/v1/agents/{agent.pk}/invoke", {**question, "stream": True}),
-        ("/v1/chat/completions", {"model": "alice/helper", **question}),
+        (f"/api/v1/agents/{agent.pk}/invoke", question, key),  # a miss, then hits
+        (f"/api/v1/agents/{agent.pk}/invoke", {**question, "stream": True}, key),
+        ("/v1/chat/completions", {"model": "alice/helper", **question}, key),
+        (f"/api/v1/agents/{agent.pk}/invoke", question, "sb_guessed_key"),  # refused
     ]
 
     async def serve_and_call() -> tuple[list, list]:
@@ -88,14 +89,14 @@ def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(ali
         server, running = await start(GatewayHandler(), listener)
         port = listener.getsockname()[1]
         try:
-            for path, body in calls:  # the process's caches and connections filled
-                await post(port, path, body, key)
+            for path, body, bearer in calls:  # the process's caches and connections filled
+                await post(port, path, body, bearer)
             # When calls are made with the collector off, its finds kept
             gc.collect()
             gc.disable()
             gc.set_debug(gc.DEBUG_SAVEALL)
             try:
-                statuses = [(await post(port, path, body, key))[0] for path, body in calls * 3]
+                statuses = [(await post(port, path, body, bearer))[0] for path, body, bearer in calls * 3]
                 gc.collect()
                 left = [type(found).__name__ for found in gc.garbage if isinstance(found, CALL_OBJECTS)]
             finally:
@@ -109,7 +110,7 @@ def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(ali
     statuses, left = async_to_sync(serve_and_call)()  # database work in this thread: the test's connection
 
     # Then every call was answered, and no request, view or response of theirs was left in a reference cycle
-    assert statuses == [200] * 9
+    assert statuses == [200, 200, 200, 401] * 3
     assert left == []
 
 
