@@ -1,15 +1,14 @@
 """The whole site through one ASGI server (gunicorn with uvicorn workers, see platform_site/serving.py).
 
-Calls to the invocation endpoints made with an API key take the gateway path (platform_site.gateway): Django's ASGI handler with a
-lean middleware chain that is async from end to end (request id, the API guard, security headers), so a
-call crosses no thread on its way in or out. Everything else, and those endpoints called with a session,
+Calls to the invocation endpoints made with an API key take the gateway path (platform_site.gateway):
+Django's ASGI handler with a lean middleware chain that is async from end to end (request id, the API guard,
+security headers), so a call crosses no thread on its way in or out. Everything else, and those endpoints called with a session,
 goes through the full stack (sessions, CSRF, authentication, messages, lockouts, audit), whose sync
 middleware Django runs in threads.
 """
 
 import gc
 import os
-import re
 
 import django
 from django.core.asgi import get_asgi_application
@@ -25,12 +24,11 @@ site = get_asgi_application()
 from agents.providers import load_sdks  # noqa: E402  (after setup)
 from core.middleware import RequestBodyLimit  # noqa: E402  (after setup)
 from monitoring import watchdog  # noqa: E402  (after setup)
-from platform_site.gateway import GatewayHandler  # noqa: E402  (after setup)
+from platform_site.gateway import GATEWAY_PATHS, GatewayHandler  # noqa: E402  (after setup)
 
 load_sdks()
 watchdog.start()  # alert rounds go on with beat or the workers down
 
-GATEWAY_PATHS = re.compile(r"^/(api/v1/agents/\d+/invoke|v1/chat/completions)$")
 gateway = GatewayHandler()
 
 
@@ -77,7 +75,7 @@ gc.freeze()
 # The youngest generation is collected every 10,000 net allocations instead of 700. A call in flight lives for
 # seconds, so at 700 its objects were promoted to the older generations and scanned again and again: with
 # 1,000 calls in flight the collector took 24 % of the process's CPU (6 % at 64 calls). At 10,000 it took
-# 11-16 %, and the process served 15 % more calls per second. At one connection a call's median is unchanged;
-# a hit's p99 went from 4 to 6 ms: a young collection (about 5 ms) falls on one request in 120 (issue 14's
-# note of 2026-11-29).
+# 11-16 %, and the process served 15 % more calls per second (issue 14's note of 2026-11-29, seventh session).
+# Since calls leave no reference cycles (platform_site.gateway), young collections are rare at one connection;
+# at 1,000 in flight they scan the objects of the calls waiting (eighth session's note).
 gc.set_threshold(10_000, 10, 10)

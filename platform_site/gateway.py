@@ -2,6 +2,7 @@
 platform_site.asgi, which routes them here), with a lean middleware chain that is async from end to end."""
 
 import asyncio
+import re
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
@@ -10,6 +11,9 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import URLResolver, include, path, set_script_prefix
 from django.urls.resolvers import RegexPattern
 from django.utils.module_loading import import_string
+
+# The paths platform_site.asgi sends here (with an API key); GATEWAY_ROUTES below resolves the same two.
+GATEWAY_PATHS = re.compile(r"^/(api/v1/agents/\d+/invoke|v1/chat/completions)$")
 
 
 class GatewayHandler(ASGIHandler):

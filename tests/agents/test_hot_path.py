@@ -72,6 +72,9 @@ def test_a_cache_hit_reads_no_database_row_and_makes_two_redis_round_trips(
     assert len(round_trips) == 2, round_trips
 
 
+CALL_OBJECTS = (HttpRequest, Request, APIView, HttpResponseBase)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(alice, agent, fake_llm):
     # Given the gateway under the platform's server, in this process, and a client that has called it before
@@ -112,6 +115,3 @@ def test_a_call_through_the_gateway_leaves_nothing_for_the_garbage_collector(ali
     # Then every call was answered, and no request, view or response of theirs was left in a reference cycle
     assert statuses == [200, 200, 200, 401] * 3
     assert left == []
-
-
-CALL_OBJECTS = (HttpRequest, Request, APIView, HttpResponseBase)
